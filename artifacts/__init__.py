@@ -1,0 +1,1 @@
+"""The artifacts set shipped with onnxdigits: ONNX files, manifest, references and sample."""

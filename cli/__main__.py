@@ -1,0 +1,5 @@
+"""`python -m onnxdigits.cli`, the same as the `onnxdigits` command."""
+
+from . import main
+
+main()

@@ -1,0 +1,123 @@
+"""Fitting the four models and saving their exportable submodels as `.keras` files."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from onnxdigits import to_batch
+from onnxdigits.specs import FAMILIES, SUBMODELS
+
+from .errors import ExportError
+from .models import BUILDERS
+
+KERAS_DIR = "keras"
+TRAINING_LOG = "training.json"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to fit a model. The defaults are those of the shipped artifacts."""
+
+    epochs: int = 30
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    seed: int = 0
+    limit: int | None = None  # train on the first N training images
+    validation: int = 5000  # hold out the last N (of those) to choose hyper-parameters on
+    verbose: int = 2
+
+
+def _fit(models: dict[str, keras.Model], family: str, x: np.ndarray, y: np.ndarray,
+         x_val: np.ndarray, y_val: np.ndarray, config: TrainConfig, steps: int) -> keras.callbacks.History:
+    """Fit one family with Adam on a cosine-decayed learning rate."""
+    model = models[family]
+    optimizer = keras.optimizers.Adam(
+        keras.optimizers.schedules.CosineDecay(config.learning_rate, steps)
+    )
+    if family == "classifier":
+        model.compile(optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        target, val_target = y, y_val
+    elif family == "ae":
+        model.compile(optimizer, loss="mse")
+        target, val_target = x, x_val
+    else:  # the VAEs compute their own loss
+        model.compile(optimizer)
+        target, val_target = None, None
+    return model.fit(
+        x, target, batch_size=config.batch_size, epochs=config.epochs, verbose=config.verbose,
+        validation_data=(x_val, val_target) if len(x_val) else None,
+    )
+
+
+def train(
+    families: Iterable[str],
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    config: TrainConfig = TrainConfig(),
+    out: str | os.PathLike[str] | None = None,
+    build_options: dict[str, dict[str, object]] | None = None,
+) -> dict[str, keras.Model]:
+    """Build and fit models, and save their exportable submodels.
+
+    Args:
+        families: any of "classifier", "ae", "vae", "cvae".
+        x_train: uint8 images (N, 28, 28); y_train: labels (N,).
+        config: epochs, batch size, learning rate, seed, limit and validation hold-out.
+        out: if given, each submodel is saved as `out/keras/<key>.keras` and the histories in
+            `out/keras/training.json`.
+        build_options: keyword arguments for each family's builder, e.g. {"vae": {"hidden": [512]}}.
+
+    Returns:
+        The fitted submodels by manifest key ("classifier", "vae.encoder", ...).
+
+    Raises:
+        ExportError: an unknown family, or too few images.
+    """
+    families = list(families)
+    unknown = sorted(set(families) - set(FAMILIES))
+    if unknown:
+        raise ExportError(f"unknown models {unknown}; choose from {', '.join(FAMILIES)}")
+    if config.limit is not None:
+        x_train, y_train = x_train[: config.limit], y_train[: config.limit]
+    held = min(config.validation, len(x_train) // 10)
+    x = to_batch(x_train)
+    x_fit, y_fit, x_val, y_val = x[: len(x) - held], y_train[: len(x) - held], x[len(x) - held :], y_train[len(x) - held :]
+    if len(x_fit) < config.batch_size // 4 or len(x_fit) == 0:
+        raise ExportError(f"{len(x_fit)} training images are too few for batch size {config.batch_size}")
+    steps = config.epochs * int(np.ceil(len(x_fit) / config.batch_size))
+    submodels: dict[str, keras.Model] = {}
+    log: dict[str, object] = {"config": asdict(config), "images": len(x_fit), "validation": held}
+    for family in families:
+        keras.utils.set_random_seed(config.seed)
+        options = dict((build_options or {}).get(family, {}))
+        if family in ("vae", "cvae"):
+            options.setdefault("seed", config.seed)
+        models = BUILDERS[family](**options)
+        history = _fit(models, family, x_fit, y_fit, x_val, y_val, config, steps)
+        log[family] = {"build": options, "history": {k: [float(v) for v in vs] for k, vs in history.history.items()}}
+        submodels.update({key: model for key, model in models.items() if key in SUBMODELS})
+    if out is not None:
+        save(submodels, Path(out) / KERAS_DIR, log)
+    return submodels
+
+
+def save(submodels: dict[str, keras.Model], directory: Path, log: dict[str, object]) -> None:
+    """Save each submodel as `<key>.keras`, each file replaced whole, and the training log."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for key, model in submodels.items():
+        partial = directory / f".{key}.partial.keras"
+        model.save(partial)
+        os.replace(partial, directory / f"{key}.keras")
+    previous = directory / TRAINING_LOG
+    merged = json.loads(previous.read_text()) if previous.exists() else {}
+    merged.update(log)
+    partial_log = directory / f".{TRAINING_LOG}.partial"
+    partial_log.write_text(json.dumps(merged, indent=2) + "\n")
+    os.replace(partial_log, previous)

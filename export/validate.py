@@ -1,0 +1,80 @@
+"""Parity of an exported file with its Keras model, output by output, in optimum's manner."""
+
+from __future__ import annotations
+
+import logging
+
+import keras
+import numpy as np
+
+from onnxdigits.specs import SubmodelSpec
+
+from .errors import AtolError, OutputMatchError, ShapeError
+
+log = logging.getLogger(__name__)
+
+
+def keras_outputs(model: keras.Model, spec: SubmodelSpec, inputs: np.ndarray) -> dict[str, np.ndarray]:
+    """Run a Keras submodel in inference mode and name its outputs as the contract does."""
+    outputs = model(inputs, training=False)
+    outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+    return {
+        tensor.name: keras.ops.convert_to_numpy(value) for tensor, value in zip(spec.outputs, outputs)
+    }
+
+
+def validate(
+    onnx_bytes: bytes, model: keras.Model, spec: SubmodelSpec, inputs: np.ndarray,
+    batches: tuple[int, ...] = (1, 256),
+) -> dict[str, float]:
+    """Compare an ONNX file, run by onnxruntime on the CPU, with its Keras model.
+
+    Output names are compared first, then for each batch size each output's shape and values.
+    Every failure is collected before raising.
+
+    Args:
+        onnx_bytes: the exported file.
+        model: the Keras submodel it came from.
+        spec: the submodel's contract, with its tolerance `atol`.
+        inputs: real inputs (digits, or latent points), float32, at least max(batches) of them.
+        batches: the batch sizes to run.
+
+    Returns:
+        The max abs diff of each output over all batches.
+
+    Raises:
+        OutputMatchError, ShapeError, AtolError: the file disagrees with Keras.
+    """
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+    names = [output.name for output in session.get_outputs()]
+    expected = [tensor.name for tensor in spec.outputs]
+    if names != expected:
+        raise OutputMatchError(f"{spec.key}: ONNX outputs {names}, expected {expected}")
+    diffs = dict.fromkeys(expected, 0.0)
+    shape_failures: list[str] = []
+    atol_failures: list[str] = []
+    for batch in batches:
+        feed = inputs[:batch]
+        reference = keras_outputs(model, spec, feed)
+        got = dict(zip(names, session.run(names, {spec.inputs[0].name: feed})))
+        for name in expected:
+            if got[name].shape != reference[name].shape:
+                shape_failures.append(
+                    f"- {name} (batch {batch}): shape {got[name].shape}, Keras {reference[name].shape}"
+                )
+                continue
+            diff = float(np.max(np.abs(got[name].astype(np.float64) - reference[name])))
+            diffs[name] = max(diffs[name], diff)
+            if not diff <= spec.atol:  # NaN fails too
+                atol_failures.append(
+                    f"- {name} (batch {batch}): max diff = {diff:.1e} (atol {spec.atol:.0e})"
+                )
+    if shape_failures:
+        raise ShapeError(f"{spec.key} has outputs of the wrong shape:\n" + "\n".join(shape_failures))
+    if atol_failures:
+        raise AtolError(f"{spec.key} differs from Keras:\n" + "\n".join(atol_failures))
+    for name, diff in diffs.items():
+        log.info("%s - %s: max diff = %.1e (atol %.0e)", spec.key, name, diff, spec.atol)
+    return diffs

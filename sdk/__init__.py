@@ -1,0 +1,29 @@
+"""onnxdigits: Keras MNIST models exported to ONNX, run with onnxruntime, CUDA first.
+
+`import onnxdigits` is the SDK. It never imports TensorFlow or Keras; training and export live
+in `onnxdigits.export`.
+"""
+
+from .manifest import Artifacts
+from .errors import ArtifactError, DeviceError, InputError, OnnxDigitsError
+from .images import load_image, save_png, tile, to_batch, to_image
+from .models import Classifier, Encoder, Generator, reconstruct
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Artifacts",
+    "ArtifactError",
+    "Classifier",
+    "DeviceError",
+    "Encoder",
+    "Generator",
+    "InputError",
+    "OnnxDigitsError",
+    "load_image",
+    "reconstruct",
+    "save_png",
+    "tile",
+    "to_batch",
+    "to_image",
+]

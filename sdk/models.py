@@ -1,0 +1,227 @@
+"""The SDK's front classes: a classifier, an encoder and a generator over exported ONNX files."""
+
+from __future__ import annotations
+
+import os
+from statistics import NormalDist
+
+import numpy as np
+
+from .manifest import Artifacts
+from .errors import InputError, OnnxDigitsError
+from .images import Images, tile, to_batch
+from .session import CUDA, create_session
+from .specs import LATENT_MODELS
+
+ArtifactsLike = Artifacts | str | os.PathLike[str] | None
+
+# onnxruntime's CUDA provider fails inside cuDNN MaxPool on a run of 65,536 images, so larger
+# calls are cut into chunks; on the CPU a chunk this size costs nothing against one whole run.
+CHUNK = {"cpu": 4096, "cuda": 16384}
+
+
+class _Submodel:
+    """One verified ONNX submodel in one onnxruntime session."""
+
+    def __init__(
+        self, key: str, artifacts: ArtifactsLike, device: str, fast: bool, batch_size: int | None
+    ) -> None:
+        self.artifacts = artifacts if isinstance(artifacts, Artifacts) else Artifacts(artifacts)
+        self.entry = self.artifacts.entry(key)
+        self.session = create_session(self.artifacts.model_bytes(key), device, fast=fast)
+        self.providers: list[str] = self.session.get_providers()
+        if self.providers[0] == CUDA:
+            index = self.session.get_provider_options()[CUDA].get("device_id", "0")
+            self.device = f"cuda:{index}"
+        else:
+            self.device = "cpu"
+        self.batch_size = batch_size or CHUNK[self.device.split(":")[0]]
+        if self.batch_size < 1:
+            raise InputError(f"batch_size must be at least 1; got {self.batch_size}")
+        self._input = self.entry.spec.inputs[0].name
+        self._outputs = [output.name for output in self.entry.spec.outputs]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.entry.spec.key!r}, device={self.device!r})"
+
+    def _run(self, batch: np.ndarray) -> list[np.ndarray]:
+        """Run the session over a batch, in chunks of `batch_size`, and join the outputs."""
+        size = self.batch_size
+        if len(batch) <= size:
+            return self.session.run(self._outputs, {self._input: batch})
+        parts = [
+            self.session.run(self._outputs, {self._input: batch[start : start + size]})
+            for start in range(0, len(batch), size)
+        ]
+        return [np.concatenate(chunks) for chunks in zip(*parts)]
+
+
+def _latent_model(model: str) -> str:
+    if model not in LATENT_MODELS:
+        raise InputError(f"unknown model {model!r}; choose one of {', '.join(LATENT_MODELS)}")
+    return model
+
+
+class Classifier(_Submodel):
+    """The CNN digit classifier.
+
+    Args:
+        artifacts: an `Artifacts` set or its directory; None for `$ONNXDIGITS_ARTIFACTS`, else
+            the set shipped with the package.
+        device: "auto", "cpu", "cuda" or "cuda:N" (see `create_session`).
+        fast: on CUDA, allow TF32; outputs then drift from Keras by more than 1e-4.
+        batch_size: the largest run given to onnxruntime at once; larger calls are chunked.
+
+    Raises:
+        ArtifactError: the set is missing, malformed or tampered with.
+        DeviceError: the device cannot be had.
+    """
+
+    def __init__(
+        self,
+        artifacts: ArtifactsLike = None,
+        device: str = "auto",
+        *,
+        fast: bool = False,
+        batch_size: int | None = None,
+    ) -> None:
+        super().__init__("classifier", artifacts, device, fast, batch_size)
+
+    def predict_proba(self, images: Images) -> np.ndarray:
+        """Return class probabilities, float32 (N, 10). Raises InputError for bad images."""
+        return self._run(to_batch(images))[0]
+
+    def predict(self, images: Images) -> np.ndarray:
+        """Return labels, int64 (N,). Raises InputError for bad images."""
+        return self.predict_proba(images).argmax(axis=1).astype(np.int64)
+
+
+class Encoder(_Submodel):
+    """An encoder into the 2-D latent space of "ae", "vae" or "cvae" (other args: `Classifier`)."""
+
+    def __init__(
+        self,
+        model: str = "vae",
+        artifacts: ArtifactsLike = None,
+        device: str = "auto",
+        *,
+        fast: bool = False,
+        batch_size: int | None = None,
+    ) -> None:
+        self.model = _latent_model(model)
+        super().__init__(f"{model}.encoder", artifacts, device, fast, batch_size)
+
+    def embed(self, images: Images) -> np.ndarray:
+        """Return the embedding, float32 (N, 2): `z` for "ae", `z_mean` for the VAEs."""
+        return self._run(to_batch(images))[0]
+
+    def encode(self, images: Images) -> tuple[np.ndarray, np.ndarray]:
+        """Return the VAE posterior (`z_mean`, `z_log_var`), each float32 (N, 2).
+
+        Raises:
+            InputError: bad images.
+            OnnxDigitsError: the model is "ae", which has no posterior; use `embed`.
+        """
+        if len(self._outputs) != 2:
+            raise OnnxDigitsError(f"the {self.model} encoder has no z_log_var; use embed()")
+        z_mean, z_log_var = self._run(to_batch(images))
+        return z_mean, z_log_var
+
+
+class Generator(_Submodel):
+    """A generator (decoder) from the 2-D latent space of "ae", "vae" or "cvae".
+
+    Other args as for `Classifier`.
+    """
+
+    def __init__(
+        self,
+        model: str = "vae",
+        artifacts: ArtifactsLike = None,
+        device: str = "auto",
+        *,
+        fast: bool = False,
+        batch_size: int | None = None,
+    ) -> None:
+        self.model = _latent_model(model)
+        super().__init__(f"{model}.generator", artifacts, device, fast, batch_size)
+        self.latent_dim: int = self.entry.spec.latent_dim or 2
+
+    def decode(self, z: np.ndarray) -> np.ndarray:
+        """Decode latent points.
+
+        Args:
+            z: real array (N, latent_dim), finite.
+
+        Returns:
+            float32 (N, 28, 28) in [0, 1].
+
+        Raises:
+            InputError: the wrong rank or width, no points, NaN or Inf, or a non-real dtype.
+        """
+        return self._run(self._latents(z))[0][..., 0]
+
+    def sample(self, n: int, seed: int | None = None) -> np.ndarray:
+        """Decode `n` points drawn from the prior N(0, I): float32 (n, 28, 28)."""
+        if not isinstance(n, (int, np.integer)) or n < 1:
+            raise InputError(f"n must be a positive integer; got {n!r}")
+        rng = np.random.default_rng(seed)
+        return self.decode(rng.standard_normal((int(n), self.latent_dim), dtype=np.float32))
+
+    def grid(self, n: int = 15, lo: float = 0.05, hi: float = 0.95) -> np.ndarray:
+        """Decode the notes' latent manifold in one batched call.
+
+        With q = linspace(lo, hi, n), the 28x28 cell in row i, column j is
+        decode([ppf(q[j]), ppf(q[i])]), ppf being the standard normal quantile.
+
+        Returns:
+            float32 (28 n, 28 n) in [0, 1].
+
+        Raises:
+            InputError: n < 1, or not 0 < lo < hi < 1.
+        """
+        if self.latent_dim != 2:
+            raise OnnxDigitsError(f"a grid needs a 2-D latent space; this one has {self.latent_dim}")
+        if not isinstance(n, (int, np.integer)) or n < 1:
+            raise InputError(f"n must be a positive integer; got {n!r}")
+        if not 0.0 < lo < hi < 1.0:
+            raise InputError(f"the quantiles need 0 < lo < hi < 1; got lo={lo}, hi={hi}")
+        ppf = NormalDist().inv_cdf
+        values = np.array([ppf(q) for q in np.linspace(lo, hi, n)], dtype=np.float32)
+        rows, columns = np.meshgrid(values, values, indexing="ij")
+        z = np.stack([columns.ravel(), rows.ravel()], axis=1)
+        return tile(self.decode(z), n)
+
+    def interpolate(self, z0: np.ndarray, z1: np.ndarray, steps: int = 10) -> np.ndarray:
+        """Decode `steps` points on the line from z0 to z1, both ends included: (steps, 28, 28)."""
+        if not isinstance(steps, (int, np.integer)) or steps < 2:
+            raise InputError(f"steps must be an integer of at least 2; got {steps!r}")
+        ends = self._latents(np.stack([np.asarray(z0).ravel(), np.asarray(z1).ravel()]))
+        t = np.linspace(0.0, 1.0, int(steps), dtype=np.float32)[:, None]
+        return self.decode(ends[0] + t * (ends[1] - ends[0]))
+
+    def _latents(self, z: object) -> np.ndarray:
+        try:
+            array = np.asarray(z)
+        except (ValueError, TypeError) as exc:
+            raise InputError(f"latent points are not an array: {exc}") from None
+        if array.dtype.kind not in "fiu":
+            raise InputError(f"latent points of dtype {array.dtype}; expected real numbers")
+        if array.ndim != 2 or array.shape[1] != self.latent_dim:
+            raise InputError(
+                f"latent points of shape {array.shape}; expected (N, {self.latent_dim})"
+            )
+        if len(array) == 0:
+            raise InputError("no latent points; give at least one")
+        if not np.isfinite(array).all():
+            raise InputError("latent points contain NaN or Inf")
+        return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def reconstruct(
+    images: Images, model: str = "vae", artifacts: ArtifactsLike = None, device: str = "auto"
+) -> np.ndarray:
+    """Encode images and decode their embeddings: float32 (N, 28, 28) in [0, 1]."""
+    encoder = Encoder(model, artifacts, device)
+    generator = Generator(model, encoder.artifacts, device)
+    return generator.decode(encoder.embed(images))

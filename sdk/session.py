@@ -1,0 +1,109 @@
+"""The one place that creates onnxruntime sessions and decides what device they run on."""
+
+from __future__ import annotations
+
+import re
+import threading
+import warnings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .errors import DeviceError
+
+if TYPE_CHECKING:
+    import onnxruntime
+
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+_DEVICE = re.compile(r"^(auto|cpu|cuda)(?::(\d+))?$")
+_cuda_failures: dict[int, str] = {}
+_lock = threading.Lock()
+_warned = False
+
+
+@dataclass(frozen=True)
+class Device:
+    """A parsed device request: "auto", "cpu", "cuda" or "cuda:N"."""
+
+    kind: str
+    index: int = 0
+
+    @classmethod
+    def parse(cls, device: str) -> Device:
+        match = _DEVICE.match(device.strip().lower()) if isinstance(device, str) else None
+        if match is None or (match[1] == "cpu" and match[2]) or (match[1] == "auto" and match[2]):
+            raise DeviceError(f'unknown device {device!r}; use "auto", "cpu", "cuda" or "cuda:N"')
+        return cls(match[1], int(match[2] or 0))
+
+
+def create_session(
+    model: bytes, device: str = "auto", *, fast: bool = False
+) -> onnxruntime.InferenceSession:
+    """Create an onnxruntime session on the device asked for, and check what it really got.
+
+    Args:
+        model: the ONNX model's bytes, already verified against the manifest.
+        device: "auto" (CUDA when it really comes up, else the CPU with one warning), "cpu",
+            "cuda" or "cuda:N".
+        fast: on CUDA, allow TF32 matrix maths; exact float32 otherwise.
+
+    Returns:
+        The session; `session.get_providers()[0]` names where it runs.
+
+    Raises:
+        DeviceError: an unknown device, or "cuda" when CUDA cannot be had, saying why.
+    """
+    import onnxruntime as ort
+
+    request = Device.parse(device)
+    options = ort.SessionOptions()
+    if request.kind != "cpu":
+        reason = _cuda_failures.get(request.index)
+        if reason is None:
+            session, reason = _try_cuda(ort, model, options, request.index, fast)
+            if session is not None:
+                return session
+            _cuda_failures[request.index] = reason
+        if request.kind == "cuda":
+            raise DeviceError(f"device {device!r} cannot be had: {reason}")
+        _warn_once(f"running on the CPU: {reason}. Pass device='cpu' (--device cpu) to choose it and silence this.")
+    return ort.InferenceSession(model, options, providers=[CPU])
+
+
+def _try_cuda(
+    ort: object, model: bytes, options: object, index: int, fast: bool
+) -> tuple[onnxruntime.InferenceSession | None, str]:
+    """Return a CUDA session, or None and the reason CUDA did not come up."""
+    if CUDA not in ort.get_available_providers():  # type: ignore[attr-defined]
+        return None, (
+            f"this onnxruntime {ort.__version__} has no CUDA execution provider; "  # type: ignore[attr-defined]
+            "install onnxruntime-gpu on a Linux or Windows x86-64 machine with an NVIDIA GPU"
+        )
+    cuda_options = {"device_id": str(index), "use_tf32": "1" if fast else "0"}
+    # onnxruntime logs its own failure to load the CUDA libraries at error level before falling
+    # back silently; the caller reports it once, in words, instead.
+    with _lock:
+        ort.set_default_logger_severity(4)  # type: ignore[attr-defined]
+        try:
+            session = ort.InferenceSession(  # type: ignore[attr-defined]
+                model, options, providers=[(CUDA, cuda_options), CPU]
+            )
+        except Exception as exc:  # onnxruntime raises its own untyped errors for a bad device id
+            return None, f"onnxruntime could not start CUDA device {index}: {exc}"
+        finally:
+            ort.set_default_logger_severity(2)  # type: ignore[attr-defined]
+    if session.get_providers()[0] != CUDA:
+        return None, (
+            "onnxruntime-gpu could not load CUDA (no NVIDIA driver or GPU, or the CUDA and cuDNN "
+            f"libraries that onnxruntime {ort.__version__} needs are missing)"  # type: ignore[attr-defined]
+        )
+    return session, ""
+
+
+def _warn_once(message: str) -> None:
+    global _warned
+    with _lock:
+        if _warned:
+            return
+        _warned = True
+    warnings.warn(message, RuntimeWarning, stacklevel=4)

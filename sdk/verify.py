@@ -1,0 +1,69 @@
+"""Re-checking a set's parity against its stored Keras outputs, where no TensorFlow is installed."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from .manifest import Artifacts
+from .session import CUDA, create_session
+
+GPU_ATOL = 1e-4  # exact mode on CUDA: TF32 off, but other kernels and summation orders
+
+
+@dataclass(frozen=True)
+class Parity:
+    """One output of one submodel against its stored Keras reference."""
+
+    key: str
+    output: str
+    max_abs_diff: float
+    atol: float
+    provider: str
+
+    @property
+    def ok(self) -> bool:
+        return self.max_abs_diff <= self.atol  # NaN is not ok
+
+    def __str__(self) -> str:
+        verdict = "ok  " if self.ok else "FAIL"
+        return (f"{verdict} {self.key:<15} {self.output:<9} max diff = {self.max_abs_diff:.1e} "
+                f"(atol {self.atol:.0e}, {self.provider})")
+
+
+def check_parity(
+    artifacts: Artifacts | str | os.PathLike[str] | None = None,
+    device: str = "auto",
+    *,
+    fast: bool = False,
+) -> list[Parity]:
+    """Run every submodel of a set on its stored reference inputs and compare with Keras' outputs.
+
+    Args:
+        artifacts: the set, or its directory (None: the default set).
+        device: where to run (see `create_session`).
+        fast: allow TF32 on CUDA (then the GPU tolerance does not promise to hold).
+
+    Returns:
+        One `Parity` per output; the tolerance is the manifest's on the CPU and 1e-4 on CUDA.
+
+    Raises:
+        ArtifactError: a file is missing or fails its checksum.
+        DeviceError: the device cannot be had.
+    """
+    artifacts = artifacts if isinstance(artifacts, Artifacts) else Artifacts(artifacts)
+    results = []
+    for key in artifacts.keys:
+        entry = artifacts.entry(key)
+        reference = artifacts.reference(key)
+        session = create_session(artifacts.model_bytes(key), device, fast=fast)
+        provider = session.get_providers()[0]
+        atol = max(entry.spec.atol, GPU_ATOL) if provider == CUDA else entry.spec.atol
+        names = [tensor.name for tensor in entry.spec.outputs]
+        feed = {tensor.name: reference[tensor.name] for tensor in entry.spec.inputs}
+        for name, got in zip(names, session.run(names, feed)):
+            diff = float(np.max(np.abs(got.astype(np.float64) - reference[name])))
+            results.append(Parity(key, name, diff, atol, provider))
+    return results
