@@ -35,7 +35,7 @@ class _Submodel:
             self.device = f"cuda:{index}"
         else:
             self.device = "cpu"
-        self.batch_size = batch_size or CHUNK[self.device.split(":")[0]]
+        self.batch_size = CHUNK[self.device.split(":")[0]] if batch_size is None else batch_size
         if self.batch_size < 1:
             raise InputError(f"batch_size must be at least 1; got {self.batch_size}")
         self._input = self.entry.spec.inputs[0].name
