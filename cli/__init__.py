@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-
 from onnxdigits import __version__
 from onnxdigits.errors import DeviceError, OnnxDigitsError
 
@@ -32,7 +31,9 @@ class _Group(click.Group):
         except OnnxDigitsError as exc:
             raise click.ClickException(" ".join(str(exc).split())) from None
         except OSError as exc:
-            raise click.ClickException(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": ")) from None
+            raise click.ClickException(
+                f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": ")
+            ) from None
 
 
 def _device(ctx: click.Context, param: click.Parameter, value: str) -> str:
@@ -46,21 +47,31 @@ def _device(ctx: click.Context, param: click.Parameter, value: str) -> str:
 
 
 def _models_option(default: str = "vae") -> Any:
-    return click.option("--model", type=click.Choice(MODELS), default=default, show_default=True,
-                        help=f"Which latent model to use. Defaults to {default}.")
+    return click.option(
+        "--model",
+        type=click.Choice(MODELS),
+        default=default,
+        show_default=True,
+        help=f"Which latent model to use. Defaults to {default}.",
+    )
 
 
 artifacts_option = click.option(
-    "--artifacts", type=click.Path(file_okay=False, path_type=Path), default=None,
+    "--artifacts",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
     help="Directory of an exported set. Defaults to $ONNXDIGITS_ARTIFACTS, else the shipped set.",
 )
 device_option = click.option(
-    "--device", default="auto", callback=_device,
+    "--device",
+    default="auto",
+    callback=_device,
     help='Where to run: "auto" (CUDA if it comes up, else the CPU), "cpu", "cuda" or "cuda:N". '
     "Defaults to auto.",
 )
-invert_option = click.option("--invert", is_flag=True,
-                             help="Dark digits on white. By default white on black, as in MNIST.")
+invert_option = click.option(
+    "--invert", is_flag=True, help="Dark digits on white. By default white on black, as in MNIST."
+)
 
 
 @contextlib.contextmanager
@@ -69,9 +80,16 @@ def _training_extra() -> Iterator[None]:
     try:
         yield
     except ModuleNotFoundError as exc:
-        if exc.name and exc.name.split(".")[0] in ("tensorflow", "keras", "tf2onnx", "onnx", "scipy"):
+        if exc.name and exc.name.split(".")[0] in (
+            "tensorflow",
+            "keras",
+            "tf2onnx",
+            "onnx",
+            "scipy",
+        ):
             raise click.ClickException(
-                f"this command needs the training extra ({exc.name} is not installed): {TRAIN_EXTRA}"
+                f"this command needs the training extra ({exc.name} is not installed): "
+                + TRAIN_EXTRA
             ) from None
         raise
 
@@ -97,19 +115,46 @@ def main() -> None:
 
 @main.command()
 @_models_option()
-@click.option("--n", type=click.IntRange(min=1), default=15, show_default=True,
-              help="Cells per side of the grid. Defaults to 15.")
-@click.option("--lo", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05,
-              show_default=True, help="Lowest normal quantile of the grid. Defaults to 0.05.")
-@click.option("--hi", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.95,
-              show_default=True, help="Highest normal quantile of the grid. Defaults to 0.95.")
-@click.option("--out", default="grid.png", show_default=True,
-              help="PNG file to write, or - for stdout. Defaults to grid.png.")
+@click.option(
+    "--n",
+    type=click.IntRange(min=1),
+    default=15,
+    show_default=True,
+    help="Cells per side of the grid. Defaults to 15.",
+)
+@click.option(
+    "--lo",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=0.05,
+    show_default=True,
+    help="Lowest normal quantile of the grid. Defaults to 0.05.",
+)
+@click.option(
+    "--hi",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=0.95,
+    show_default=True,
+    help="Highest normal quantile of the grid. Defaults to 0.95.",
+)
+@click.option(
+    "--out",
+    default="grid.png",
+    show_default=True,
+    help="PNG file to write, or - for stdout. Defaults to grid.png.",
+)
 @invert_option
 @artifacts_option
 @device_option
-def grid(model: str, n: int, lo: float, hi: float, out: str, invert: bool,
-         artifacts: Path | None, device: str) -> None:
+def grid(
+    model: str,
+    n: int,
+    lo: float,
+    hi: float,
+    out: str,
+    invert: bool,
+    artifacts: Path | None,
+    device: str,
+) -> None:
     """Write a PNG of the latent manifold: an n x n grid of decoded normal quantiles."""
     from onnxdigits import Generator
 
@@ -120,18 +165,39 @@ def grid(model: str, n: int, lo: float, hi: float, out: str, invert: bool,
 
 @main.command()
 @_models_option()
-@click.option("--count", type=click.IntRange(min=1), default=64, show_default=True,
-              help="How many digits to draw. Defaults to 64.")
+@click.option(
+    "--count",
+    type=click.IntRange(min=1),
+    default=64,
+    show_default=True,
+    help="How many digits to draw. Defaults to 64.",
+)
 @click.option("--seed", type=int, default=None, help="Random seed. Defaults to a fresh draw.")
-@click.option("--columns", type=click.IntRange(min=1), default=None,
-              help="Digits per row. Defaults to a square-ish grid.")
-@click.option("--out", default="samples.png", show_default=True,
-              help="PNG file to write, or - for stdout. Defaults to samples.png.")
+@click.option(
+    "--columns",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Digits per row. Defaults to a square-ish grid.",
+)
+@click.option(
+    "--out",
+    default="samples.png",
+    show_default=True,
+    help="PNG file to write, or - for stdout. Defaults to samples.png.",
+)
 @invert_option
 @artifacts_option
 @device_option
-def sample(model: str, count: int, seed: int | None, columns: int | None, out: str,
-           invert: bool, artifacts: Path | None, device: str) -> None:
+def sample(
+    model: str,
+    count: int,
+    seed: int | None,
+    columns: int | None,
+    out: str,
+    invert: bool,
+    artifacts: Path | None,
+    device: str,
+) -> None:
     """Write a PNG of digits decoded from points drawn from the prior N(0, I)."""
     from onnxdigits import Generator, tile
 
@@ -157,8 +223,16 @@ def classify(images: tuple[str, ...], as_json: bool, artifacts: Path | None, dev
     for path, row in zip(images, probs):
         label = int(row.argmax())
         if as_json:
-            click.echo(json.dumps({"file": path, "label": label, "probability": float(row[label]),
-                                   "probabilities": [round(float(p), 6) for p in row]}))
+            click.echo(
+                json.dumps(
+                    {
+                        "file": path,
+                        "label": label,
+                        "probability": float(row[label]),
+                        "probabilities": [round(float(p), 6) for p in row],
+                    }
+                )
+            )
         else:
             click.echo(f"{path}\t{label}\t{row[label]:.4f}")
 
@@ -169,8 +243,9 @@ def classify(images: tuple[str, ...], as_json: bool, artifacts: Path | None, dev
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per line.")
 @artifacts_option
 @device_option
-def embed(images: tuple[str, ...], model: str, as_json: bool, artifacts: Path | None,
-          device: str) -> None:
+def embed(
+    images: tuple[str, ...], model: str, as_json: bool, artifacts: Path | None, device: str
+) -> None:
     """Print the 2-D embedding of each image file (z, or z_mean for the VAEs), one line each."""
     from onnxdigits import Encoder
 
@@ -184,8 +259,13 @@ def embed(images: tuple[str, ...], model: str, as_json: bool, artifacts: Path | 
 
 @main.command()
 @_models_option()
-@click.option("--out", type=click.Path(dir_okay=False), default="latent.png", show_default=True,
-              help="PNG file to write. Defaults to latent.png.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    default="latent.png",
+    show_default=True,
+    help="PNG file to write. Defaults to latent.png.",
+)
 @artifacts_option
 @device_option
 def scatter(model: str, out: str, artifacts: Path | None, device: str) -> None:
@@ -206,9 +286,16 @@ def scatter(model: str, out: str, artifacts: Path | None, device: str) -> None:
     z = Encoder(model, store, device).embed(images)
     figure, axes = plt.subplots(figsize=(7, 6), dpi=100)
     points = axes.scatter(z[:, 0], z[:, 1], c=labels, cmap="tab10", s=6, vmin=-0.5, vmax=9.5)
-    axes.legend(*points.legend_elements(), title="digit", loc="center left",
-                bbox_to_anchor=(1.0, 0.5), frameon=False)
-    axes.set(title=f"{model}: latent space of {len(images)} test digits", xlabel="z[0]", ylabel="z[1]")
+    axes.legend(
+        *points.legend_elements(),
+        title="digit",
+        loc="center left",
+        bbox_to_anchor=(1.0, 0.5),
+        frameon=False,
+    )
+    axes.set(
+        title=f"{model}: latent space of {len(images)} test digits", xlabel="z[0]", ylabel="z[1]"
+    )
     figure.tight_layout()
     figure.savefig(out)
     plt.close(figure)
@@ -219,11 +306,10 @@ def scatter(model: str, out: str, artifacts: Path | None, device: str) -> None:
 @artifacts_option
 @device_option
 def info(artifacts: Path | None, device: str) -> None:
-    """Show the artifacts in use, their checksums, versions and the providers sessions really get."""
+    """Show the artifacts in use, their checksums, versions and the providers a session gets."""
     import numpy
     import onnxruntime
     import PIL
-
     from onnxdigits import Artifacts, Classifier
 
     store = Artifacts(artifacts)
@@ -240,7 +326,8 @@ def info(artifacts: Path | None, device: str) -> None:
     click.echo(f"available   {', '.join(onnxruntime.get_available_providers())}")
     if not problems:
         classifier = Classifier(store, device)
-        click.echo(f"session     device={device} -> {classifier.device} ({', '.join(classifier.providers)})")
+        providers = ", ".join(classifier.providers)
+        click.echo(f"session     device={device} -> {classifier.device} ({providers})")
 
 
 @main.command()
@@ -256,66 +343,133 @@ def verify(artifacts: Path | None, device: str) -> None:
     for path, problem in problems.items():
         click.echo(f"FAIL {path}: {problem}")
     if problems:
-        raise click.ClickException(f"{len(problems)} file(s) of {store.root} fail their checksum; "
-                                   "export the set again or restore it")
+        raise click.ClickException(
+            f"{len(problems)} file(s) of {store.root} fail their checksum; "
+            "export the set again or restore it"
+        )
     results = check_parity(store, device)
     for result in results:
         click.echo(str(result))
     failed = [r for r in results if not r.ok]
     if failed:
         raise click.ClickException(f"{len(failed)} output(s) differ from Keras beyond tolerance")
-    click.echo(f"ok: {len(store.verify())} checksums and {len(results)} outputs of {store.root}",
-               err=True)
+    click.echo(
+        f"ok: {len(store.verify())} checksums and {len(results)} outputs of {store.root}", err=True
+    )
 
 
 data_option = click.option(
-    "--data", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    "--data",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
     help="An mnist.npz in Keras' layout. Defaults to $ONNXDIGITS_MNIST, else Keras' cache.",
 )
 
 
 @main.command()
-@click.option("--models", default="classifier,ae,vae,cvae", show_default=True,
-              help="Comma-separated models to train. Defaults to all four.")
-@click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True,
-              help="Passes over the training images. Defaults to 30.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True,
-              help="Images per step. Defaults to 128.")
-@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=1e-3,
-              show_default=True, help="Adam's initial rate, cosine-decayed. Defaults to 1e-3.")
-@click.option("--limit", type=click.IntRange(min=1), default=None,
-              help="Train on the first N training images only. Defaults to all.")
-@click.option("--validation", type=click.IntRange(min=0), default=5000, show_default=True,
-              help="Hold out the last N training images for validation. Defaults to 5000.")
+@click.option(
+    "--models",
+    default="classifier,ae,vae,cvae",
+    show_default=True,
+    help="Comma-separated models to train. Defaults to all four.",
+)
+@click.option(
+    "--epochs",
+    type=click.IntRange(min=1),
+    default=30,
+    show_default=True,
+    help="Passes over the training images. Defaults to 30.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=128,
+    show_default=True,
+    help="Images per step. Defaults to 128.",
+)
+@click.option(
+    "--learning-rate",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1e-3,
+    show_default=True,
+    help="Adam's initial rate, cosine-decayed. Defaults to 1e-3.",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Train on the first N training images only. Defaults to all.",
+)
+@click.option(
+    "--validation",
+    type=click.IntRange(min=0),
+    default=5000,
+    show_default=True,
+    help="Hold out the last N training images for validation. Defaults to 5000.",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed. Defaults to 0.")
 @data_option
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Directory to write OUT/keras/<key>.keras into. Required.")
-def train(models: str, epochs: int, batch_size: int, learning_rate: float, limit: int | None,
-          validation: int, seed: int, data: Path | None, out: Path) -> None:
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Directory to write OUT/keras/<key>.keras into. Required.",
+)
+def train(
+    models: str,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    limit: int | None,
+    validation: int,
+    seed: int,
+    data: Path | None,
+    out: Path,
+) -> None:
     """Train models on MNIST and save their submodels as Keras files (training extra)."""
     with _training_extra():
         from onnxdigits.export.data import load_mnist
-        from onnxdigits.export.train import TrainConfig, train as fit
+        from onnxdigits.export.train import TrainConfig
+        from onnxdigits.export.train import train as fit
 
         (x_train, y_train), _ = load_mnist(data)
-        config = TrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-                             seed=seed, limit=limit, validation=validation)
+        config = TrainConfig(
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            seed=seed,
+            limit=limit,
+            validation=validation,
+        )
         with contextlib.redirect_stdout(sys.stderr):  # Keras' progress is not data
-            submodels = fit([m.strip() for m in models.split(",") if m.strip()], x_train, y_train,
-                            config, out)
+            submodels = fit(
+                [m.strip() for m in models.split(",") if m.strip()], x_train, y_train, config, out
+            )
     for key in submodels:
         click.echo(out / "keras" / f"{key}.keras")
 
 
 @main.command()
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Directory of the set to write; its keras/ holds the trained models. Required.")
-@click.option("--keras", "keras_dir", type=click.Path(file_okay=False, exists=True, path_type=Path),
-              default=None, help="Read the .keras files from here instead. Defaults to OUT/keras.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Directory of the set to write; its keras/ holds the trained models. Required.",
+)
+@click.option(
+    "--keras",
+    "keras_dir",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Read the .keras files from here instead. Defaults to OUT/keras.",
+)
 @data_option
-@click.option("--metrics/--no-metrics", default=True, show_default=True,
-              help="Measure the test figures into the manifest. Defaults to on.")
+@click.option(
+    "--metrics/--no-metrics",
+    default=True,
+    show_default=True,
+    help="Measure the test figures into the manifest. Defaults to on.",
+)
 def export(out: Path, keras_dir: Path | None, data: Path | None, metrics: bool) -> None:
     """Export trained models to ONNX, validated against Keras, with manifest (training extra)."""
     with _training_extra():
@@ -329,10 +483,15 @@ def export(out: Path, keras_dir: Path | None, data: Path | None, metrics: bool) 
         logging.getLogger("onnxdigits").setLevel(logging.INFO)
         (x_train, y_train), (x_test, y_test) = load_mnist(data)
         manifest = export_dir(
-            out, x_test, y_test, keras_dir,
-            metrics=(lambda root: measure(root, x_train, y_train, x_test, y_test)) if metrics else None,
+            out,
+            x_test,
+            y_test,
+            keras_dir,
+            metrics=(lambda root: measure(root, x_train, y_train, x_test, y_test))
+            if metrics
+            else None,
         )
-    for key, entry in manifest["models"].items():
+    for entry in manifest["models"].values():
         diffs = ", ".join(f"{k} {v:.1e}" for k, v in entry["parity"]["max_abs_diff"].items())
         click.echo(f"{out / entry['file']}\tmax abs diff: {diffs}")
 
@@ -340,53 +499,109 @@ def export(out: Path, keras_dir: Path | None, data: Path | None, metrics: bool) 
 @main.command()
 @artifacts_option
 @data_option
-@click.option("--samples", type=click.IntRange(min=1), default=10, show_default=True,
-              help="Draws of z per image for the VAEs' ELBO. Defaults to 10.")
-@click.option("--limit", type=click.IntRange(min=1), default=None,
-              help="Use the first N train and test images only. Defaults to all.")
+@click.option(
+    "--samples",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="Draws of z per image for the VAEs' ELBO. Defaults to 10.",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Use the first N train and test images only. Defaults to all.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 @device_option
-def evaluate(artifacts: Path | None, data: Path | None, samples: int, limit: int | None,
-             as_json: bool, device: str) -> None:
+def evaluate(
+    artifacts: Path | None,
+    data: Path | None,
+    samples: int,
+    limit: int | None,
+    as_json: bool,
+    device: str,
+) -> None:
     """Compute the quality figures of a set from its ONNX files alone (training extra)."""
     with _training_extra():
         import scipy  # noqa: F401  the 5-NN vote needs it
-
         from onnxdigits.export.data import load_mnist
         from onnxdigits.export.evaluate import evaluate as measure
 
         (x_train, y_train), (x_test, y_test) = load_mnist(data)
-    figures = measure(artifacts, x_train[:limit], y_train[:limit], x_test[:limit], y_test[:limit],
-                      samples=samples, device=device)
+    figures = measure(
+        artifacts,
+        x_train[:limit],
+        y_train[:limit],
+        x_test[:limit],
+        y_test[:limit],
+        samples=samples,
+        device=device,
+    )
     if as_json:
         click.echo(json.dumps(figures, indent=2))
         return
     for family, values in figures.items():
         for name, value in values.items():
-            click.echo(f"{family:<11} {name:<15} {value:.4f}" if isinstance(value, float)
-                       else f"{family:<11} {name:<15} {value}")
+            click.echo(
+                f"{family:<11} {name:<15} {value:.4f}"
+                if isinstance(value, float)
+                else f"{family:<11} {name:<15} {value}"
+            )
 
 
 @main.command()
 @artifacts_option
 @device_option
-@click.option("--keras", "keras_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Trained .keras files to compare with (training extra). Defaults to "
-              "ARTIFACTS/keras when it exists; without them the Keras column is empty.")
+@click.option(
+    "--keras",
+    "keras_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Trained .keras files to compare with (training extra). Defaults to "
+    "ARTIFACTS/keras when it exists; without them the Keras column is empty.",
+)
 @data_option
-@click.option("--repeats", type=click.IntRange(min=3), default=7, show_default=True,
-              help="Timed runs per workload after the warm-up; the median is reported. Defaults to 7.")
-@click.option("--notes-loop", is_flag=True,
-              help="Also time the notes' loop of 225 Keras predict calls for a grid (slow).")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also write every figure and the machine to this JSON file.")
-def bench(artifacts: Path | None, device: str, keras_dir: Path | None, data: Path | None,
-          repeats: int, notes_loop: bool, json_path: Path | None) -> None:
+@click.option(
+    "--repeats",
+    type=click.IntRange(min=3),
+    default=7,
+    show_default=True,
+    help="Timed runs per workload after the warm-up; the median is reported. Defaults to 7.",
+)
+@click.option(
+    "--notes-loop",
+    is_flag=True,
+    help="Also time the notes' loop of 225 Keras predict calls for a grid (slow).",
+)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write every figure and the machine to this JSON file.",
+)
+def bench(
+    artifacts: Path | None,
+    device: str,
+    keras_dir: Path | None,
+    data: Path | None,
+    repeats: int,
+    notes_loop: bool,
+    json_path: Path | None,
+) -> None:
     """Time the SDK, a bare onnxruntime session and Keras side by side; print a table."""
     from .bench import format_table, run
 
-    report = run(artifacts, device, keras_dir, data, repeats, notes_loop,
-                 progress=lambda line: click.echo(line, err=True))
+    report = run(
+        artifacts,
+        device,
+        keras_dir,
+        data,
+        repeats,
+        notes_loop,
+        progress=lambda line: click.echo(line, err=True),
+    )
     click.echo(format_table(report))
     if json_path is not None:
         json_path.write_text(json.dumps(report, indent=2) + "\n")

@@ -10,12 +10,11 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from onnxdigits import Artifacts, Classifier, Encoder, Generator, __version__, to_batch
 from onnxdigits.session import create_session
 
@@ -48,13 +47,26 @@ def machine() -> dict[str, Any]:
         pass
     gpu = None
     try:
-        gpu = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=10).stdout.strip() or None
+        gpu = (
+            subprocess.run(
+                ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            ).stdout.strip()
+            or None
+        )
     except (OSError, subprocess.SubprocessError):
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu, "python": platform.python_version(),
-            "onnxruntime": onnxruntime.__version__, "onnxdigits": __version__,
-            "date": datetime.now(timezone.utc).date().isoformat()}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "gpu": gpu,
+        "python": platform.python_version(),
+        "onnxruntime": onnxruntime.__version__,
+        "onnxdigits": __version__,
+        "date": datetime.now(UTC).date().isoformat(),
+    }
 
 
 def _keras_models(keras_dir: Path | None) -> dict[str, Any] | None:
@@ -69,12 +81,20 @@ def _keras_models(keras_dir: Path | None) -> dict[str, Any] | None:
 
 
 def _cold(command: list[str], repeats: int) -> float:
-    return median_seconds(lambda: subprocess.run(command, check=True, capture_output=True),
-                          repeats, warmup=1)
+    return median_seconds(
+        lambda: subprocess.run(command, check=True, capture_output=True), repeats, warmup=1
+    )
 
 
-def run(artifacts: Path | None, device: str, keras_dir: Path | None, data: Path | None,
-        repeats: int, notes_loop: bool, progress: Callable[[str], None]) -> dict[str, Any]:
+def run(
+    artifacts: Path | None,
+    device: str,
+    keras_dir: Path | None,
+    data: Path | None,
+    repeats: int,
+    notes_loop: bool,
+    progress: Callable[[str], None],
+) -> dict[str, Any]:
     """Time every workload with each runner that can do it.
 
     Returns:
@@ -96,66 +116,134 @@ def run(artifacts: Path | None, device: str, keras_dir: Path | None, data: Path 
     floats = to_batch(images)
     classifier = Classifier(store, device)
     progress(f"device {device}: sessions run on {classifier.device} ({classifier.providers[0]})")
-    bare = {key: create_session(store.model_bytes(key), device)
-            for key in ("classifier", "vae.encoder", "vae.generator", "cvae.generator")
-            if key in store.keys}
+    bare = {
+        key: create_session(store.model_bytes(key), device)
+        for key in ("classifier", "vae.encoder", "vae.generator", "cvae.generator")
+        if key in store.keys
+    }
     rng = np.random.default_rng(0)
     z10k = rng.standard_normal((COUNT, 2), dtype=np.float32)
     rows: list[dict[str, Any]] = []
 
-    def row(workload: str, sdk: Callable[[], object], bare_fn: Callable[[], object] | None,
-            keras_fn: Callable[[], object] | None, count: int, reps: int = repeats) -> None:
+    def row(
+        workload: str,
+        sdk: Callable[[], object],
+        bare_fn: Callable[[], object] | None,
+        keras_fn: Callable[[], object] | None,
+        count: int,
+        reps: int = repeats,
+    ) -> None:
         progress(f"timing {workload}")
-        timed = {name: median_seconds(fn, reps) if fn is not None else None
-                 for name, fn in (("sdk", sdk), ("bare", bare_fn), ("keras", keras_fn))}
+        timed = {
+            name: median_seconds(fn, reps) if fn is not None else None
+            for name, fn in (("sdk", sdk), ("bare", bare_fn), ("keras", keras_fn))
+        }
         rows.append({"workload": workload, "count": count, **timed})
 
-    def predict(key: str, x: np.ndarray, batch_size: int | None = None) -> Callable[[], object] | None:
+    def predict(
+        key: str, x: np.ndarray, batch_size: int | None = None
+    ) -> Callable[[], object] | None:
         if keras is None or key not in keras:
             return None
         return lambda: keras[key].predict(x, batch_size=batch_size or len(x), verbose=0)
 
-    row("classify 10k", lambda: classifier.predict(images),
+    row(
+        "classify 10k",
+        lambda: classifier.predict(images),
         lambda: bare["classifier"].run(["probs"], {"image": floats}),
-        predict("classifier", floats, 1000), COUNT)
-    row("classify 1 image", lambda: classifier.predict(images[:1]),
+        predict("classifier", floats, 1000),
+        COUNT,
+    )
+    row(
+        "classify 1 image",
+        lambda: classifier.predict(images[:1]),
         lambda: bare["classifier"].run(["probs"], {"image": floats[:1]}),
-        predict("classifier", floats[:1]), 1, reps=max(repeats, 200))
+        predict("classifier", floats[:1]),
+        1,
+        reps=max(repeats, 200),
+    )
     if "vae.encoder" in bare:
         encoder = Encoder("vae", store, device)
-        row("embed 10k (vae)", lambda: encoder.embed(images),
+        row(
+            "embed 10k (vae)",
+            lambda: encoder.embed(images),
             lambda: bare["vae.encoder"].run(["z_mean"], {"image": floats}),
-            predict("vae.encoder", floats, 1000), COUNT)
+            predict("vae.encoder", floats, 1000),
+            COUNT,
+        )
     for family in ("vae", "cvae"):
         key = f"{family}.generator"
         if key not in bare:
             continue
         generator = Generator(family, store, device)
         z_grid = _grid_points(15)
-        row(f"grid 15x15 ({family})", lambda g=generator: g.grid(15),
-            lambda k=key: bare[k].run(["image"], {"z": z_grid}), predict(key, z_grid), 225)
+        row(
+            f"grid 15x15 ({family})",
+            lambda g=generator: g.grid(15),
+            lambda k=key, z=z_grid: bare[k].run(["image"], {"z": z}),
+            predict(key, z_grid),
+            225,
+        )
         if family == "vae":
-            row("sample 10k (vae)", lambda g=generator: g.sample(COUNT, 0),
-                lambda k=key: bare[k].run(["image"], {"z": z10k}), predict(key, z10k, 1000), COUNT)
+            row(
+                "sample 10k (vae)",
+                lambda g=generator: g.sample(COUNT, 0),
+                lambda k=key: bare[k].run(["image"], {"z": z10k}),
+                predict(key, z10k, 1000),
+                COUNT,
+            )
     if notes_loop and keras is not None and "vae.generator" in keras:
         progress("timing the notes' loop of 225 predict calls, once")
         model = keras["vae.generator"]
         start = time.perf_counter()
         for point in _grid_points(15):
             model.predict(point[None], verbose=0)
-        rows.append({"workload": "grid 15x15 (vae), notes' loop", "count": 225, "sdk": None,
-                     "bare": None, "keras": time.perf_counter() - start})
+        rows.append(
+            {
+                "workload": "grid 15x15 (vae), notes' loop",
+                "count": 225,
+                "sdk": None,
+                "bare": None,
+                "keras": time.perf_counter() - start,
+            }
+        )
     progress("timing cold starts")
     with tempfile.TemporaryDirectory() as tmp:
         env_args = ["--device", device] + (["--artifacts", str(store.root)] if artifacts else [])
-        cli = [sys.executable, "-m", "onnxdigits.cli", "grid", "--out", str(Path(tmp) / "g.png"),
-               *env_args]
-        rows.append({"workload": "cold: import onnxdigits", "count": 1, "keras": None, "bare": None,
-                     "sdk": _cold([sys.executable, "-c", "import onnxdigits"], repeats)})
-        rows.append({"workload": "cold: onnxdigits grid", "count": 225, "keras": None, "bare": None,
-                     "sdk": _cold(cli, repeats)})
-    return {"machine": machine(), "device": device, "ran_on": classifier.device,
-            "repeats": repeats, "rows": rows}
+        cli = [
+            sys.executable,
+            "-m",
+            "onnxdigits.cli",
+            "grid",
+            "--out",
+            str(Path(tmp) / "g.png"),
+            *env_args,
+        ]
+        rows.append(
+            {
+                "workload": "cold: import onnxdigits",
+                "count": 1,
+                "keras": None,
+                "bare": None,
+                "sdk": _cold([sys.executable, "-c", "import onnxdigits"], repeats),
+            }
+        )
+        rows.append(
+            {
+                "workload": "cold: onnxdigits grid",
+                "count": 225,
+                "keras": None,
+                "bare": None,
+                "sdk": _cold(cli, repeats),
+            }
+        )
+    return {
+        "machine": machine(),
+        "device": device,
+        "ran_on": classifier.device,
+        "repeats": repeats,
+        "rows": rows,
+    }
 
 
 def _grid_points(n: int) -> np.ndarray:
@@ -166,7 +254,13 @@ def _grid_points(n: int) -> np.ndarray:
 
 
 def _ms(seconds: float | None) -> str:
-    return "-" if seconds is None else f"{seconds * 1e3:.3f}" if seconds < 1e-2 else f"{seconds * 1e3:.1f}"
+    return (
+        "-"
+        if seconds is None
+        else f"{seconds * 1e3:.3f}"
+        if seconds < 1e-2
+        else f"{seconds * 1e3:.1f}"
+    )
 
 
 def _ratio(a: float | None, b: float | None) -> str:

@@ -12,7 +12,23 @@ from .models import VAE, Sampling, build_ae, build_classifier, build_cvae, build
 from .train import TrainConfig, train
 
 __all__ = [
-    "AtolError", "DataError", "ExportError", "OutputMatchError", "Sampling", "ShapeError",
-    "TrainConfig", "VAE", "ValidationError", "build_ae", "build_classifier", "build_cvae",
-    "build_vae", "evaluate", "export", "export_dir", "load_mnist", "load_submodels", "train",
+    "AtolError",
+    "DataError",
+    "ExportError",
+    "OutputMatchError",
+    "Sampling",
+    "ShapeError",
+    "TrainConfig",
+    "VAE",
+    "ValidationError",
+    "build_ae",
+    "build_classifier",
+    "build_cvae",
+    "build_vae",
+    "evaluate",
+    "export",
+    "export_dir",
+    "load_mnist",
+    "load_submodels",
+    "train",
 ]

@@ -8,14 +8,13 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from statistics import NormalDist
 from typing import Any
 
 import keras
 import numpy as np
-
 from onnxdigits import __version__, to_batch
 from onnxdigits.manifest import sha256_of
 from onnxdigits.specs import MANIFEST, SAMPLE, SCHEMA_VERSION, SUBMODELS, SubmodelSpec
@@ -47,12 +46,14 @@ def load_submodels(directory: str | os.PathLike[str]) -> dict[str, keras.Model]:
     found = {key: path for key, path in found.items() if path.exists()}
     if not found:
         raise ExportError(f"no trained models in {directory}; run `onnxdigits train` first")
-    return {key: keras.models.load_model(path, safe_mode=True, compile=False)
-            for key, path in found.items()}
+    return {
+        key: keras.models.load_model(path, safe_mode=True, compile=False)
+        for key, path in found.items()
+    }
 
 
 def model_inputs(spec: SubmodelSpec, images: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
-    """Fixed real inputs for a submodel: test digits, or latent points (quantile grid, then prior)."""
+    """Fixed real inputs for a submodel: test digits, or latent points (quantiles, then prior)."""
     if spec.inputs[0].name == "image":
         return to_batch(images[:count])
     ppf = NormalDist().inv_cdf
@@ -99,7 +100,9 @@ def export(
 
     unknown = sorted(set(submodels) - set(SUBMODELS))
     if unknown or not submodels:
-        raise ExportError(f"cannot export {unknown or 'nothing'}; the contract has {list(SUBMODELS)}")
+        raise ExportError(
+            f"cannot export {unknown or 'nothing'}; the contract has {list(SUBMODELS)}"
+        )
     out = Path(out).absolute()
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
@@ -113,8 +116,10 @@ def export(
             parity = validate(data, model, spec, model_inputs(spec, x_test, VALIDATION_SIZE))
             (staging / spec.file).write_bytes(data)
             inputs = model_inputs(spec, x_test, REFERENCE_SIZE)
-            _savez(staging / spec.reference,
-                   {spec.inputs[0].name: inputs, **keras_outputs(model, spec, inputs)})
+            _savez(
+                staging / spec.reference,
+                {spec.inputs[0].name: inputs, **keras_outputs(model, spec, inputs)},
+            )
             entries[key] = {
                 "file": spec.file,
                 "sha256": sha256_of(data),
@@ -122,19 +127,26 @@ def export(
                 "inputs": [tensor.to_json() for tensor in spec.inputs],
                 "outputs": [tensor.to_json() for tensor in spec.outputs],
                 "latent_dim": spec.latent_dim,
-                "parity": {"atol": spec.atol, "batches": [1, VALIDATION_SIZE],
-                           "max_abs_diff": parity},
+                "parity": {
+                    "atol": spec.atol,
+                    "batches": [1, VALIDATION_SIZE],
+                    "max_abs_diff": parity,
+                },
                 "reference": _file_entry(staging, spec.reference),
                 "metrics": {},
             }
         _savez(staging / SAMPLE, {"x_test": x_test[:SAMPLE_SIZE], "y_test": y_test[:SAMPLE_SIZE]})
         manifest: dict[str, Any] = {
             "schema_version": SCHEMA_VERSION,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "producer": {
-                "onnxdigits": __version__, "keras": keras.__version__,
-                "keras_backend": keras.backend.backend(), "tensorflow": tf.__version__,
-                "tf2onnx": tf2onnx.__version__, "onnx": onnx.__version__, "opset": OPSET,
+                "onnxdigits": __version__,
+                "keras": keras.__version__,
+                "keras_backend": keras.backend.backend(),
+                "tensorflow": tf.__version__,
+                "tf2onnx": tf2onnx.__version__,
+                "onnx": onnx.__version__,
+                "opset": OPSET,
             },
             "sample": {**_file_entry(staging, SAMPLE), "count": int(min(SAMPLE_SIZE, len(x_test)))},
             "training": training or {},
@@ -155,8 +167,13 @@ def export(
     return manifest
 
 
-def export_dir(directory: str | os.PathLike[str], x_test: np.ndarray, y_test: np.ndarray,
-               keras_dir: str | os.PathLike[str] | None = None, **kwargs: Any) -> dict[str, Any]:
+def export_dir(
+    directory: str | os.PathLike[str],
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    keras_dir: str | os.PathLike[str] | None = None,
+    **kwargs: Any,
+) -> dict[str, Any]:
     """Export the `.keras` files of `directory/keras` (or `keras_dir`) into `directory`."""
     keras_dir = Path(keras_dir) if keras_dir else Path(directory) / KERAS_DIR
     log_path = keras_dir / TRAINING_LOG

@@ -1,10 +1,9 @@
-"""Keras submodel to ONNX with tf2onnx, with the contract's tensor names and a dynamic batch axis."""
+"""Keras submodels to ONNX with tf2onnx, with the contract's tensor names and a batch axis."""
 
 from __future__ import annotations
 
 import keras
 import onnx
-
 from onnxdigits.specs import BATCH, SubmodelSpec
 
 OPSET = 17

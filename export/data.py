@@ -58,4 +58,3 @@ def load_mnist(path: str | os.PathLike[str] | None = None) -> tuple[Split, Split
                 "(N, 28, 28) uint8 images with (N,) labels"
             )
     return (arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"])
-

@@ -6,15 +6,15 @@ import os
 from typing import Any
 
 import numpy as np
-
 from onnxdigits import Artifacts, Classifier, Encoder, Generator, to_batch
 from onnxdigits.specs import LATENT_MODELS
 
 EPSILON = 1e-7  # Keras' clip for binary cross-entropy
 
 
-def knn_accuracy(train: np.ndarray, labels: np.ndarray, test: np.ndarray, truth: np.ndarray,
-                 k: int = 5) -> float:
+def knn_accuracy(
+    train: np.ndarray, labels: np.ndarray, test: np.ndarray, truth: np.ndarray, k: int = 5
+) -> float:
     """Accuracy of a k-nearest-neighbour vote (ties to the smaller label) fit on `train`."""
     from scipy.spatial import cKDTree
 
@@ -24,8 +24,9 @@ def knn_accuracy(train: np.ndarray, labels: np.ndarray, test: np.ndarray, truth:
     return float(np.mean(votes.argmax(axis=1) == truth))
 
 
-def negative_elbo(encoder: Encoder, generator: Generator, images: np.ndarray, samples: int,
-                  seed: int) -> float:
+def negative_elbo(
+    encoder: Encoder, generator: Generator, images: np.ndarray, samples: int, seed: int
+) -> float:
     """Mean over images of summed pixel BCE plus KL, the expectation over z from `samples` draws."""
     x = to_batch(images).reshape(len(images), -1).astype(np.float64)
     z_mean, z_log_var = (v.astype(np.float64) for v in encoder.encode(images))
@@ -34,15 +35,23 @@ def negative_elbo(encoder: Encoder, generator: Generator, images: np.ndarray, sa
     bce = np.zeros(len(x))
     for _ in range(samples):
         z = z_mean + np.exp(0.5 * z_log_var) * rng.standard_normal(z_mean.shape)
-        p = np.clip(generator.decode(z.astype(np.float32)).reshape(len(x), -1), EPSILON, 1 - EPSILON)
+        p = np.clip(
+            generator.decode(z.astype(np.float32)).reshape(len(x), -1), EPSILON, 1 - EPSILON
+        )
         bce -= np.sum(x * np.log(p) + (1 - x) * np.log1p(-p), axis=1)
     return float(np.mean(bce / samples + kl))
 
 
 def evaluate(
     artifacts: str | os.PathLike[str] | Artifacts | None,
-    x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
-    *, samples: int = 10, seed: int = 0, device: str = "cpu",
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    *,
+    samples: int = 10,
+    seed: int = 0,
+    device: str = "cpu",
 ) -> dict[str, dict[str, Any]]:
     """Compute the quality figures of every model in a set.
 
@@ -69,9 +78,14 @@ def evaluate(
     for family in LATENT_MODELS:
         if family not in present:
             continue
-        encoder, generator = Encoder(family, artifacts, device), Generator(family, artifacts, device)
+        encoder, generator = (
+            Encoder(family, artifacts, device),
+            Generator(family, artifacts, device),
+        )
         result: dict[str, Any] = {
-            "knn5_accuracy": knn_accuracy(encoder.embed(x_train), y_train, encoder.embed(x_test), y_test),
+            "knn5_accuracy": knn_accuracy(
+                encoder.embed(x_train), y_train, encoder.embed(x_test), y_test
+            ),
         }
         if family == "ae":
             decoded = generator.decode(encoder.embed(x_test))
@@ -80,7 +94,11 @@ def evaluate(
             result["test_neg_elbo"] = negative_elbo(encoder, generator, x_test, samples, seed)
             result["elbo_samples"] = samples
         if classifier is not None:
-            cells = generator.grid(15).reshape(15, 28, 15, 28).transpose(0, 2, 1, 3).reshape(-1, 28, 28)
-            result["grid_confident"] = float(np.mean(classifier.predict_proba(cells).max(axis=1) >= 0.9))
+            cells = (
+                generator.grid(15).reshape(15, 28, 15, 28).transpose(0, 2, 1, 3).reshape(-1, 28, 28)
+            )
+            result["grid_confident"] = float(
+                np.mean(classifier.predict_proba(cells).max(axis=1) >= 0.9)
+            )
         figures[family] = {**result, **counts}
     return figures

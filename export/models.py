@@ -10,7 +10,6 @@ from collections.abc import Sequence
 
 import keras
 from keras import layers, ops
-
 from onnxdigits.specs import IMAGE_SHAPE, LATENT_DIM
 
 PIXELS = 28 * 28
@@ -38,8 +37,13 @@ class Sampling(layers.Layer):
 class VAE(keras.Model):
     """Trains an encoder and a generator on the negative ELBO: summed pixel BCE plus KL."""
 
-    def __init__(self, encoder: keras.Model, generator: keras.Model, seed: int | None = None,
-                 **kwargs: object) -> None:
+    def __init__(
+        self,
+        encoder: keras.Model,
+        generator: keras.Model,
+        seed: int | None = None,
+        **kwargs: object,
+    ) -> None:
         super().__init__(**kwargs)
         self.encoder = encoder
         self.generator = generator
@@ -115,7 +119,9 @@ def _dense_generator(family: str, hidden: Sequence[int], latent_dim: int) -> ker
     return keras.Model(z, layers.Reshape(IMAGE_SHAPE, name="digit")(x), name=f"{family}_generator")
 
 
-def build_ae(hidden: Sequence[int] = (512,), latent_dim: int = LATENT_DIM) -> dict[str, keras.Model]:
+def build_ae(
+    hidden: Sequence[int] = (512,), latent_dim: int = LATENT_DIM
+) -> dict[str, keras.Model]:
     """Dense autoencoder 784 -> hidden -> latent_dim -> reversed hidden -> 784 (sigmoid).
 
     The latent code is standardised (a BatchNormalization without scale or offset).
@@ -155,8 +161,11 @@ def build_vae(
     x = dense_stack(layers.Flatten(name="flatten")(image), hidden, "encoder")
     encoder = keras.Model(image, _posterior(x, latent_dim), name="vae_encoder")
     generator = _dense_generator("vae", hidden, latent_dim)
-    return {"vae": VAE(encoder, generator, seed, name="vae"), "vae.encoder": encoder,
-            "vae.generator": generator}
+    return {
+        "vae": VAE(encoder, generator, seed, name="vae"),
+        "vae.encoder": encoder,
+        "vae.generator": generator,
+    }
 
 
 def build_cvae(
@@ -193,14 +202,19 @@ def build_cvae(
     x = dense_stack(z, (dense, side * side * filters), "decoder")
     x = layers.Reshape((side, side, filters), name="unflatten")(x)
     for i in (1, 2):
-        x = layers.Conv2DTranspose(filters, 3, padding="same", activation="relu",
-                                   name=f"deconv_{i}")(x)
-    x = layers.Conv2DTranspose(filters, 3, strides=2, padding="valid", activation="relu",
-                               name="deconv_up")(x)
+        x = layers.Conv2DTranspose(
+            filters, 3, padding="same", activation="relu", name=f"deconv_{i}"
+        )(x)
+    x = layers.Conv2DTranspose(
+        filters, 3, strides=2, padding="valid", activation="relu", name="deconv_up"
+    )(x)
     digit = layers.Conv2D(1, 2, padding="valid", activation="sigmoid", name="digit")(x)
     generator = keras.Model(z, digit, name="cvae_generator")
-    return {"cvae": VAE(encoder, generator, seed, name="cvae"), "cvae.encoder": encoder,
-            "cvae.generator": generator}
+    return {
+        "cvae": VAE(encoder, generator, seed, name="cvae"),
+        "cvae.encoder": encoder,
+        "cvae.generator": generator,
+    }
 
 
 BUILDERS = {"classifier": build_classifier, "ae": build_ae, "vae": build_vae, "cvae": build_cvae}

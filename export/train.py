@@ -10,7 +10,6 @@ from pathlib import Path
 
 import keras
 import numpy as np
-
 from onnxdigits import to_batch
 from onnxdigits.specs import FAMILIES, SUBMODELS
 
@@ -34,8 +33,16 @@ class TrainConfig:
     verbose: int = 2
 
 
-def _fit(models: dict[str, keras.Model], family: str, x: np.ndarray, y: np.ndarray,
-         x_val: np.ndarray, y_val: np.ndarray, config: TrainConfig, steps: int) -> keras.callbacks.History:
+def _fit(
+    models: dict[str, keras.Model],
+    family: str,
+    x: np.ndarray,
+    y: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    config: TrainConfig,
+    steps: int,
+) -> keras.callbacks.History:
     """Fit one family with Adam on a cosine-decayed learning rate."""
     model = models[family]
     optimizer = keras.optimizers.Adam(
@@ -51,7 +58,11 @@ def _fit(models: dict[str, keras.Model], family: str, x: np.ndarray, y: np.ndarr
         model.compile(optimizer)
         target, val_target = None, None
     return model.fit(
-        x, target, batch_size=config.batch_size, epochs=config.epochs, verbose=config.verbose,
+        x,
+        target,
+        batch_size=config.batch_size,
+        epochs=config.epochs,
+        verbose=config.verbose,
         validation_data=(x_val, val_target) if len(x_val) else None,
     )
 
@@ -88,9 +99,16 @@ def train(
         x_train, y_train = x_train[: config.limit], y_train[: config.limit]
     held = min(config.validation, len(x_train) // 10)
     x = to_batch(x_train)
-    x_fit, y_fit, x_val, y_val = x[: len(x) - held], y_train[: len(x) - held], x[len(x) - held :], y_train[len(x) - held :]
+    x_fit, y_fit, x_val, y_val = (
+        x[: len(x) - held],
+        y_train[: len(x) - held],
+        x[len(x) - held :],
+        y_train[len(x) - held :],
+    )
     if len(x_fit) < config.batch_size // 4 or len(x_fit) == 0:
-        raise ExportError(f"{len(x_fit)} training images are too few for batch size {config.batch_size}")
+        raise ExportError(
+            f"{len(x_fit)} training images are too few for batch size {config.batch_size}"
+        )
     steps = config.epochs * int(np.ceil(len(x_fit) / config.batch_size))
     submodels: dict[str, keras.Model] = {}
     log: dict[str, object] = {"config": asdict(config), "images": len(x_fit), "validation": held}
@@ -101,7 +119,10 @@ def train(
             options.setdefault("seed", config.seed)
         models = BUILDERS[family](**options)
         history = _fit(models, family, x_fit, y_fit, x_val, y_val, config, steps)
-        log[family] = {"build": options, "history": {k: [float(v) for v in vs] for k, vs in history.history.items()}}
+        log[family] = {
+            "build": options,
+            "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
+        }
         submodels.update({key: model for key, model in models.items() if key in SUBMODELS})
     if out is not None:
         save(submodels, Path(out) / KERAS_DIR, log)

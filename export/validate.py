@@ -6,7 +6,6 @@ import logging
 
 import keras
 import numpy as np
-
 from onnxdigits.specs import SubmodelSpec
 
 from .errors import AtolError, OutputMatchError, ShapeError
@@ -14,17 +13,23 @@ from .errors import AtolError, OutputMatchError, ShapeError
 log = logging.getLogger(__name__)
 
 
-def keras_outputs(model: keras.Model, spec: SubmodelSpec, inputs: np.ndarray) -> dict[str, np.ndarray]:
+def keras_outputs(
+    model: keras.Model, spec: SubmodelSpec, inputs: np.ndarray
+) -> dict[str, np.ndarray]:
     """Run a Keras submodel in inference mode and name its outputs as the contract does."""
     outputs = model(inputs, training=False)
     outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
     return {
-        tensor.name: keras.ops.convert_to_numpy(value) for tensor, value in zip(spec.outputs, outputs)
+        tensor.name: keras.ops.convert_to_numpy(value)
+        for tensor, value in zip(spec.outputs, outputs)
     }
 
 
 def validate(
-    onnx_bytes: bytes, model: keras.Model, spec: SubmodelSpec, inputs: np.ndarray,
+    onnx_bytes: bytes,
+    model: keras.Model,
+    spec: SubmodelSpec,
+    inputs: np.ndarray,
     batches: tuple[int, ...] = (1, 256),
 ) -> dict[str, float]:
     """Compare an ONNX file, run by onnxruntime on the CPU, with its Keras model.
@@ -61,9 +66,8 @@ def validate(
         got = dict(zip(names, session.run(names, {spec.inputs[0].name: feed})))
         for name in expected:
             if got[name].shape != reference[name].shape:
-                shape_failures.append(
-                    f"- {name} (batch {batch}): shape {got[name].shape}, Keras {reference[name].shape}"
-                )
+                shapes = f"shape {got[name].shape}, Keras {reference[name].shape}"
+                shape_failures.append(f"- {name} (batch {batch}): {shapes}")
                 continue
             diff = float(np.max(np.abs(got[name].astype(np.float64) - reference[name])))
             diffs[name] = max(diffs[name], diff)
@@ -72,7 +76,9 @@ def validate(
                     f"- {name} (batch {batch}): max diff = {diff:.1e} (atol {spec.atol:.0e})"
                 )
     if shape_failures:
-        raise ShapeError(f"{spec.key} has outputs of the wrong shape:\n" + "\n".join(shape_failures))
+        raise ShapeError(
+            f"{spec.key} has outputs of the wrong shape:\n" + "\n".join(shape_failures)
+        )
     if atol_failures:
         raise AtolError(f"{spec.key} differs from Keras:\n" + "\n".join(atol_failures))
     for name, diff in diffs.items():

@@ -4,9 +4,9 @@
 in `onnxdigits.export`.
 """
 
-from .manifest import Artifacts
 from .errors import ArtifactError, DeviceError, InputError, OnnxDigitsError
 from .images import load_image, save_png, tile, to_batch, to_image
+from .manifest import Artifacts
 from .models import Classifier, Encoder, Generator, reconstruct
 
 __version__ = "0.1.0"

@@ -8,7 +8,6 @@ import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -19,8 +18,8 @@ SIDE = 28
 _BOX = 20  # MNIST fits each digit into a 20x20 box, then centres its mass in 28x28
 _SHAPES = "(28, 28), (N, 28, 28), (N, 28, 28, 1) or (N, 784)"
 
-ImageSource = Union[str, os.PathLike, bytes, Image.Image]
-Images = Union[np.ndarray, ImageSource, Sequence[ImageSource], Sequence[np.ndarray]]
+ImageSource = str | os.PathLike | bytes | Image.Image
+Images = np.ndarray | ImageSource | Sequence[ImageSource] | Sequence[np.ndarray]
 
 
 def to_batch(images: Images) -> np.ndarray:
@@ -187,8 +186,10 @@ def tile(images: np.ndarray, columns: int | None = None) -> np.ndarray:
     rows = math.ceil(count / columns)
     canvas = np.zeros((rows * columns, SIDE, SIDE), images.dtype)
     canvas[:count] = images
-    return canvas.reshape(rows, columns, SIDE, SIDE).transpose(0, 2, 1, 3).reshape(
-        rows * SIDE, columns * SIDE
+    return (
+        canvas.reshape(rows, columns, SIDE, SIDE)
+        .transpose(0, 2, 1, 3)
+        .reshape(rows * SIDE, columns * SIDE)
     )
 
 

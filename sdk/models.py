@@ -7,9 +7,9 @@ from statistics import NormalDist
 
 import numpy as np
 
-from .manifest import Artifacts
 from .errors import InputError, OnnxDigitsError
 from .images import Images, tile, to_batch
+from .manifest import Artifacts
 from .session import CUDA, create_session
 from .specs import LATENT_MODELS
 
@@ -181,7 +181,9 @@ class Generator(_Submodel):
             InputError: n < 1, or not 0 < lo < hi < 1.
         """
         if self.latent_dim != 2:
-            raise OnnxDigitsError(f"a grid needs a 2-D latent space; this one has {self.latent_dim}")
+            raise OnnxDigitsError(
+                f"a grid needs a 2-D latent space; this one has {self.latent_dim}"
+            )
         if not isinstance(n, (int, np.integer)) or n < 1:
             raise InputError(f"n must be a positive integer; got {n!r}")
         if not 0.0 < lo < hi < 1.0:

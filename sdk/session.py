@@ -66,7 +66,10 @@ def create_session(
             _cuda_failures[request.index] = reason
         if request.kind == "cuda":
             raise DeviceError(f"device {device!r} cannot be had: {reason}")
-        _warn_once(f"running on the CPU: {reason}. Pass device='cpu' (--device cpu) to choose it and silence this.")
+        _warn_once(
+            f"running on the CPU: {reason}. "
+            "Pass device='cpu' (--device cpu) to choose it and silence this."
+        )
     return ort.InferenceSession(model, options, providers=[CPU])
 
 

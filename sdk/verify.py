@@ -29,8 +29,10 @@ class Parity:
 
     def __str__(self) -> str:
         verdict = "ok  " if self.ok else "FAIL"
-        return (f"{verdict} {self.key:<15} {self.output:<9} max diff = {self.max_abs_diff:.1e} "
-                f"(atol {self.atol:.0e}, {self.provider})")
+        return (
+            f"{verdict} {self.key:<15} {self.output:<9} max diff = {self.max_abs_diff:.1e} "
+            f"(atol {self.atol:.0e}, {self.provider})"
+        )
 
 
 def check_parity(

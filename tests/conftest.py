@@ -6,9 +6,8 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import pytest
-
 import onnxdigits
+import pytest
 
 
 @pytest.fixture(scope="session")
@@ -32,7 +31,9 @@ def classifier(artifacts: onnxdigits.Artifacts) -> onnxdigits.Classifier:
 def artifacts_copy(artifacts: onnxdigits.Artifacts, tmp_path: Path) -> Path:
     """A private copy of the shipped set, free to damage."""
     target = tmp_path / "set"
-    shutil.copytree(artifacts.root, target, ignore=shutil.ignore_patterns("__pycache__", "*.py", "keras"))
+    shutil.copytree(
+        artifacts.root, target, ignore=shutil.ignore_patterns("__pycache__", "*.py", "keras")
+    )
     return target
 
 

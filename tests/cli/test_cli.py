@@ -13,12 +13,12 @@ from pathlib import Path
 
 import click
 import numpy as np
+import onnxdigits
 import pytest
 from click.testing import CliRunner, Result
+from onnxdigits.cli import TRAIN_EXTRA, main
 from PIL import Image
 
-import onnxdigits
-from onnxdigits.cli import TRAIN_EXTRA, main
 from tests.conftest import flip_byte
 
 LATENT = ("ae", "vae", "cvae")
@@ -103,14 +103,15 @@ def test_the_cli_imports_no_tensorflow(tmp_path: Path) -> None:
     script = textwrap.dedent(f"""
         import sys
         from onnxdigits.cli import main
-        code = main(["grid", "--n", "2", "--device", "cpu", "--out", {str(tmp_path / 'g.png')!r}],
+        code = main(["grid", "--n", "2", "--device", "cpu", "--out", {str(tmp_path / "g.png")!r}],
                     standalone_mode=False)
         training = ("tensorflow", "keras", "tf2onnx")
         heavy = sorted(m for m in sys.modules if m.split(".")[0] in training)
         assert not heavy, heavy
     """)
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     assert png((tmp_path / "g.png").read_bytes()).size == (56, 56)
 
@@ -211,8 +212,9 @@ def test_classify_reads_stdin(confident, tmp_path: Path) -> None:
 
 def test_embed_matches_the_sdk(sample, tmp_path: Path) -> None:
     images = sample[0][:4]
-    paths = [str(onnxdigits.save_png(image, tmp_path / f"d{i}.png"))
-             for i, image in enumerate(images)]
+    paths = [
+        str(onnxdigits.save_png(image, tmp_path / f"d{i}.png")) for i, image in enumerate(images)
+    ]
     result = run("embed", *paths, *CPU)
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
@@ -227,8 +229,9 @@ def test_embed_matches_the_sdk(sample, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     row = json.loads(result.stdout)
     assert row["file"] == paths[0] and row["model"] == "ae"
-    np.testing.assert_allclose(row["z"], onnxdigits.Encoder("ae", device="cpu").embed(paths[0])[0],
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        row["z"], onnxdigits.Encoder("ae", device="cpu").embed(paths[0])[0], atol=1e-5
+    )
 
 
 def test_scatter_writes_a_png(tmp_path: Path) -> None:
@@ -295,10 +298,19 @@ def error_paths(tmp_path: Path) -> dict[str, str]:
         (["grid", "--artifacts", "EMPTY", "--out", "-"], 1, "manifest.json"),
         (["classify"], 2, "IMAGES"),
     ],
-    ids=["missing-file", "embed-missing-file", "text-as-png", "unknown-model",
-         "embed-unknown-model", "grid-n-0", "lo-above-hi", "unknown-device", "empty-artifacts",
-         "grid-empty-artifacts",
-         "classify-no-args"],
+    ids=[
+        "missing-file",
+        "embed-missing-file",
+        "text-as-png",
+        "unknown-model",
+        "embed-unknown-model",
+        "grid-n-0",
+        "lo-above-hi",
+        "unknown-device",
+        "empty-artifacts",
+        "grid-empty-artifacts",
+        "classify-no-args",
+    ],
 )
 def test_errors(args: list[str], code: int, fragment: str, error_paths: dict[str, str]) -> None:
     args = [error_paths.get(arg, arg) for arg in args]
@@ -325,6 +337,7 @@ def no_training_extra(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     Afterwards the export modules imported meanwhile are dropped again and monkeypatch puts
     back the ones (and the `onnxdigits.export` attribute) that were there before.
     """
+
     def is_export(name: str) -> bool:
         return name == "onnxdigits.export" or name.startswith("onnxdigits.export.")
 

@@ -22,8 +22,12 @@ TRAIN_IMAGES = 300
 def digits(sample: tuple[np.ndarray, np.ndarray]) -> dict[str, np.ndarray]:
     """The shipped sample split into a few hundred training digits and the rest as test digits."""
     images, labels = sample
-    return {"x_train": images[:TRAIN_IMAGES], "y_train": labels[:TRAIN_IMAGES],
-            "x_test": images[TRAIN_IMAGES:], "y_test": labels[TRAIN_IMAGES:]}
+    return {
+        "x_train": images[:TRAIN_IMAGES],
+        "y_train": labels[:TRAIN_IMAGES],
+        "x_test": images[TRAIN_IMAGES:],
+        "y_test": labels[TRAIN_IMAGES:],
+    }
 
 
 @pytest.fixture(scope="session")

@@ -16,10 +16,9 @@ from pathlib import Path
 import keras
 import numpy as np
 import onnx
+import onnxdigits
 import onnxruntime as ort
 import pytest
-
-import onnxdigits
 from onnxdigits.export import artifacts as writer
 from onnxdigits.export.artifacts import export, export_dir, load_submodels
 from onnxdigits.export.data import load_mnist
@@ -31,8 +30,11 @@ from onnxdigits.specs import FAMILIES, SUBMODELS
 
 
 def _digest(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -55,7 +57,9 @@ def test_the_classifier_keeps_the_notes_structure() -> None:
     assert model.get_layer("flatten").output.shape[-1] == 1080
     assert model.get_layer("hidden").units == 200
     linear = build_classifier(head="linear")["classifier"]
-    assert [layer.name for layer in linear.layers if isinstance(layer, keras.layers.Dense)] == ["probs"]
+    assert [layer.name for layer in linear.layers if isinstance(layer, keras.layers.Dense)] == [
+        "probs"
+    ]
 
 
 def test_the_cvae_generator_goes_through_29x29() -> None:
@@ -143,14 +147,20 @@ def test_validation_reports_every_output_that_drifts(trained, digits) -> None:
             values = onnx.numpy_helper.to_array(tensor) + 0.01
             tensor.CopyFrom(onnx.numpy_helper.from_array(values.astype(np.float32), tensor.name))
     with pytest.raises(AtolError) as info:
-        validate(proto.SerializeToString(), submodels["vae.encoder"], spec,
-                 onnxdigits.to_batch(digits["x_test"][:8]), batches=(1, 8))
+        validate(
+            proto.SerializeToString(),
+            submodels["vae.encoder"],
+            spec,
+            onnxdigits.to_batch(digits["x_test"][:8]),
+            batches=(1, 8),
+        )
     assert "- z_mean (batch 1): max diff" in str(info.value)
     assert "- z_log_var (batch 8): max diff" in str(info.value)
 
 
-def test_a_failing_export_leaves_the_previous_set_unchanged(trained, exported, digits,
-                                                           monkeypatch, tmp_path) -> None:
+def test_a_failing_export_leaves_the_previous_set_unchanged(
+    trained, exported, digits, monkeypatch, tmp_path
+) -> None:
     run, submodels = trained
     target = tmp_path / "set"
     shutil.copytree(run, target)
@@ -192,7 +202,7 @@ def test_an_export_killed_midway_leaves_the_previous_set_intact(exported, digits
             Path({str(ready)!r}).touch()
             time.sleep(600)
         writer._savez = stalled
-        data = np.load({str(tmp_path / 'test.npz')!r})
+        data = np.load({str(tmp_path / "test.npz")!r})
         writer.export_dir({str(target)!r}, data["x"], data["y"])
     """)
     process = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.DEVNULL)
@@ -218,8 +228,14 @@ def test_nothing_to_export_is_an_error(tmp_path) -> None:
 
 def test_metrics_are_measured_from_the_onnx_files(exported, digits) -> None:
     run, _ = exported
-    figures = evaluate(run, digits["x_train"], digits["y_train"], digits["x_test"][:200],
-                       digits["y_test"][:200], samples=2)
+    figures = evaluate(
+        run,
+        digits["x_train"],
+        digits["y_train"],
+        digits["x_test"][:200],
+        digits["y_test"][:200],
+        samples=2,
+    )
     assert set(figures) == set(FAMILIES)
     assert 0.0 <= figures["classifier"]["test_accuracy"] <= 1.0
     assert 0.0 < figures["ae"]["test_mse"] < 0.25
@@ -240,21 +256,40 @@ def test_knn_accuracy_votes_among_five_neighbours() -> None:
 def test_load_mnist_reads_a_path_or_the_environment(sample, tmp_path, monkeypatch) -> None:
     images, labels = sample
     path = tmp_path / "mnist.npz"
-    np.savez(path, x_train=images[:10], y_train=labels[:10], x_test=images[10:15], y_test=labels[10:15])
+    np.savez(
+        path, x_train=images[:10], y_train=labels[:10], x_test=images[10:15], y_test=labels[10:15]
+    )
     (x_train, y_train), (x_test, y_test) = load_mnist(path)
     np.testing.assert_array_equal(x_test, images[10:15])
     monkeypatch.setenv("ONNXDIGITS_MNIST", str(path))
     assert load_mnist()[0][0].shape == (10, 28, 28)
 
 
-@pytest.mark.parametrize("arrays, message", [
-    (None, "no MNIST file"),
-    ({"x_train": np.zeros((2, 28, 28), np.uint8)}, "lacks"),
-    ({"x_train": np.zeros((2, 28, 28), np.float32), "y_train": np.zeros(2), "x_test":
-      np.zeros((1, 28, 28), np.uint8), "y_test": np.zeros(1)}, "not MNIST"),
-    ({"x_train": np.array([object()] * 2), "y_train": np.zeros(2), "x_test":
-      np.zeros((1, 28, 28), np.uint8), "y_test": np.zeros(1)}, "pickle"),
-])
+@pytest.mark.parametrize(
+    "arrays, message",
+    [
+        (None, "no MNIST file"),
+        ({"x_train": np.zeros((2, 28, 28), np.uint8)}, "lacks"),
+        (
+            {
+                "x_train": np.zeros((2, 28, 28), np.float32),
+                "y_train": np.zeros(2),
+                "x_test": np.zeros((1, 28, 28), np.uint8),
+                "y_test": np.zeros(1),
+            },
+            "not MNIST",
+        ),
+        (
+            {
+                "x_train": np.array([object()] * 2),
+                "y_train": np.zeros(2),
+                "x_test": np.zeros((1, 28, 28), np.uint8),
+                "y_test": np.zeros(1),
+            },
+            "pickle",
+        ),
+    ],
+)
 def test_load_mnist_refuses_bad_files(arrays, message, tmp_path) -> None:
     path = tmp_path / "mnist.npz"
     if arrays is not None:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
-
 import onnxdigits
+import pytest
 from onnxdigits.verify import GPU_ATOL, check_parity
 
 
@@ -38,8 +37,9 @@ def test_cuda_outputs_match_the_stored_keras_references(artifacts) -> None:
 def test_cuda_labels_agree_with_the_cpu(artifacts, sample, classifier) -> None:
     cuda = _cuda_or_skip(artifacts)
     images = sample[0]
-    np.testing.assert_allclose(cuda.predict_proba(images), classifier.predict_proba(images),
-                               atol=GPU_ATOL)
+    np.testing.assert_allclose(
+        cuda.predict_proba(images), classifier.predict_proba(images), atol=GPU_ATOL
+    )
 
 
 def test_cuda_takes_200000_images_in_one_call(artifacts, sample) -> None:

@@ -7,11 +7,10 @@ import sys
 import textwrap
 
 import numpy as np
-import pytest
-from scipy.stats import norm
-
 import onnxdigits
+import pytest
 from onnxdigits import DeviceError, Encoder, Generator
+from scipy.stats import norm
 
 LATENT = ("ae", "vae", "cvae")
 
@@ -43,8 +42,12 @@ def test_probabilities_are_a_distribution(classifier, sample) -> None:
 def test_every_accepted_layout_gives_the_same_answer(classifier, sample) -> None:
     images = sample[0][:16]
     expected = classifier.predict_proba(images)
-    for layout in (images[:, :, :, None], images.reshape(16, 784),
-                   images.astype(np.float64) / 255, images.astype(np.int32)):
+    for layout in (
+        images[:, :, :, None],
+        images.reshape(16, 784),
+        images.astype(np.float64) / 255,
+        images.astype(np.int32),
+    ):
         np.testing.assert_array_equal(classifier.predict_proba(layout), expected)
     np.testing.assert_array_equal(classifier.predict_proba(images[0]), expected[:1])
 
@@ -101,7 +104,11 @@ def test_the_default_grid_is_the_notes_15x15(generator) -> None:
 
 
 def test_sampling_is_seeded_and_in_range(generator) -> None:
-    first, again, other = generator.sample(8, seed=1), generator.sample(8, seed=1), generator.sample(8, seed=2)
+    first, again, other = (
+        generator.sample(8, seed=1),
+        generator.sample(8, seed=1),
+        generator.sample(8, seed=2),
+    )
     assert first.shape == (8, 28, 28) and first.min() >= 0 and first.max() <= 1
     np.testing.assert_array_equal(first, again)
     assert not np.array_equal(first, other)
@@ -169,9 +176,10 @@ def test_the_sdk_never_imports_a_training_framework(tmp_path) -> None:
         import sys, onnxdigits
         onnxdigits.Classifier(device="cpu").predict(onnxdigits.Artifacts().sample()[0][:4])
         onnxdigits.Generator("cvae", device="cpu").grid(3)
-        onnxdigits.save_png(onnxdigits.Generator(device="cpu").grid(2), r"{tmp_path / 'g.png'}")
+        onnxdigits.save_png(onnxdigits.Generator(device="cpu").grid(2), r"{tmp_path / "g.png"}")
         import onnxdigits.verify, onnxdigits.cli
-        heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras", "tf2onnx"))
+        frameworks = ("tensorflow", "keras", "tf2onnx")
+        heavy = sorted(m for m in sys.modules if m.split(".")[0] in frameworks)
         print(heavy)
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

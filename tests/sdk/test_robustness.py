@@ -17,16 +17,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import onnxdigits
 import onnxruntime
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-from PIL import Image
-
-import onnxdigits
 from onnxdigits import ArtifactError, Classifier, Encoder, Generator, InputError, OnnxDigitsError
 from onnxdigits.specs import LATENT_MODELS, MANIFEST, SUBMODELS
+from PIL import Image
 
 from tests.conftest import flip_byte
 
@@ -117,19 +116,24 @@ BAD_IMAGES: list[tuple[str, Callable[[], object], str]] = [
     ("float-0..255", lambda: _full((1, 28, 28), 255.0, np.float32), "pass a uint8 array"),
     ("int16-256", lambda: _full((2, 28, 28), 256, np.int16), "integer pixels must lie in 0..255"),
     ("int16--1", lambda: _full((1, 28, 28), -1, np.int16), "integer pixels must lie in 0..255"),
-    ("int64-huge", lambda: _full((1, 28, 28), 2**40, np.int64), "integer pixels must lie in 0..255"),
+    (
+        "int64-huge",
+        lambda: _full((1, 28, 28), 2**40, np.int64),
+        "integer pixels must lie in 0..255",
+    ),
     ("bool", lambda: np.ones((1, 28, 28), bool), "dtype bool cannot be pixels"),
-    ("complex", lambda: np.full((1, 28, 28), 0.5 + 0.5j, np.complex64),
-     "dtype complex64 cannot be pixels"),
+    (
+        "complex",
+        lambda: np.full((1, 28, 28), 0.5 + 0.5j, np.complex64),
+        "dtype complex64 cannot be pixels",
+    ),
     ("object", lambda: np.full((1, 28, 28), 1, dtype=object), "dtype object cannot be pixels"),
     ("string", lambda: np.full((1, 28, 28), "7"), "dtype <U1 cannot be pixels"),
 ]
 
 
 @pytest.mark.parametrize("call", ["to_batch", "predict"])
-@pytest.mark.parametrize(
-    ("make", "fragment"), [pytest.param(m, f, id=i) for i, m, f in BAD_IMAGES]
-)
+@pytest.mark.parametrize(("make", "fragment"), [pytest.param(m, f, id=i) for i, m, f in BAD_IMAGES])
 def test_bad_images_raise_input_error(classifier, good, call: str, make, fragment: str) -> None:
     function = onnxdigits.to_batch if call == "to_batch" else classifier.predict
     with raises_input_error(fragment) as excinfo:
@@ -249,7 +253,11 @@ def _z_with(value) -> np.ndarray:
 
 
 BAD_LATENTS = [
-    ("width-3", lambda: np.zeros((4, 3), np.float32), "latent points of shape (4, 3); expected (N, 2)"),
+    (
+        "width-3",
+        lambda: np.zeros((4, 3), np.float32),
+        "latent points of shape (4, 3); expected (N, 2)",
+    ),
     ("width-1", lambda: np.zeros((4, 1), np.float32), "latent points of shape (4, 1)"),
     ("rank-1", lambda: np.zeros(2, np.float32), "latent points of shape (2,)"),
     ("rank-3", lambda: np.zeros((1, 1, 2), np.float32), "latent points of shape (1, 1, 2)"),
@@ -265,7 +273,9 @@ BAD_LATENTS = [
 ]
 
 
-@pytest.mark.parametrize(("make", "fragment"), [pytest.param(m, f, id=i) for i, m, f in BAD_LATENTS])
+@pytest.mark.parametrize(
+    ("make", "fragment"), [pytest.param(m, f, id=i) for i, m, f in BAD_LATENTS]
+)
 def test_bad_latent_points_raise_input_error(generator, make, fragment: str) -> None:
     good_z = np.array([[0.0, 0.0], [1.0, -1.0]], np.float32)
     expected = generator.decode(good_z)
@@ -339,14 +349,18 @@ def test_an_unknown_schema_version_raises_artifact_error(
     assert onnxruntime_forbidden == []
 
 
-def test_an_unparseable_manifest_raises_artifact_error(artifacts_copy, onnxruntime_forbidden) -> None:
+def test_an_unparseable_manifest_raises_artifact_error(
+    artifacts_copy, onnxruntime_forbidden
+) -> None:
     (artifacts_copy / MANIFEST).write_text('{"schema_version": 1, "models": {', encoding="utf-8")
     with pytest.raises(ArtifactError, match="cannot read"):
         onnxdigits.Artifacts(artifacts_copy)
 
 
 @pytest.mark.parametrize("key", sorted(SUBMODELS))
-def test_a_deleted_model_file_raises_artifact_error(artifacts_copy, onnxruntime_forbidden, key) -> None:
+def test_a_deleted_model_file_raises_artifact_error(
+    artifacts_copy, onnxruntime_forbidden, key
+) -> None:
     file = onnxdigits.Artifacts(artifacts_copy).entry(key).file
     (artifacts_copy / file).unlink()
     with pytest.raises(ArtifactError, match=rf"cannot read .*{re.escape(file)}"):
@@ -364,7 +378,9 @@ def test_a_flipped_byte_raises_artifact_error(artifacts_copy, onnxruntime_forbid
 
 
 @pytest.mark.parametrize("key", sorted(SUBMODELS))
-def test_a_truncated_model_raises_artifact_error(artifacts_copy, onnxruntime_forbidden, key) -> None:
+def test_a_truncated_model_raises_artifact_error(
+    artifacts_copy, onnxruntime_forbidden, key
+) -> None:
     file = onnxdigits.Artifacts(artifacts_copy).entry(key).file
     path = artifacts_copy / file
     data = path.read_bytes()
@@ -394,7 +410,9 @@ def test_a_manifest_pointing_outside_the_set_raises_artifact_error(
 
 
 def test_verify_reports_the_flipped_file_and_nothing_else(artifacts_copy) -> None:
-    assert all(problem is None for problem in onnxdigits.Artifacts(artifacts_copy).verify().values())
+    assert all(
+        problem is None for problem in onnxdigits.Artifacts(artifacts_copy).verify().values()
+    )
     flip_byte(artifacts_copy / "classifier.onnx")
     report = onnxdigits.Artifacts(artifacts_copy).verify()
     assert "fails its checksum" in (report["classifier.onnx"] or "")
@@ -438,7 +456,9 @@ def test_small_batch_sizes_join_latent_chunks_exactly(artifacts, sample, family)
     encoder, small_encoder = (Encoder(family, artifacts, "cpu", batch_size=b) for b in (None, 7))
     z = encoder.embed(images)
     np.testing.assert_array_equal(small_encoder.embed(images), z)
-    generator, small_generator = (Generator(family, artifacts, "cpu", batch_size=b) for b in (None, 7))
+    generator, small_generator = (
+        Generator(family, artifacts, "cpu", batch_size=b) for b in (None, 7)
+    )
     np.testing.assert_array_equal(small_generator.decode(z), generator.decode(z))
 
 
@@ -466,9 +486,7 @@ def test_threads_sharing_one_classifier_get_the_serial_answers(classifier, sampl
 
     def worker(thread: int) -> list[np.ndarray]:
         barrier.wait(timeout=60)
-        return [
-            classifier.predict_proba(images[slices[thread * calls + i]]) for i in range(calls)
-        ]
+        return [classifier.predict_proba(images[slices[thread * calls + i]]) for i in range(calls)]
 
     executor = ThreadPoolExecutor(max_workers=threads)
     try:
