@@ -407,6 +407,13 @@ data_option = click.option(
     show_default=True,
     help="Hold out the last N training images for validation. Defaults to 5000.",
 )
+@click.option(
+    "--shift",
+    type=click.FloatRange(0, 0.5),
+    default=0.0,
+    show_default=True,
+    help="Classifier augmentation: random shifts up to this fraction of the side. Defaults to 0.",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed. Defaults to 0.")
 @data_option
 @click.option(
@@ -422,6 +429,7 @@ def train(
     learning_rate: float,
     limit: int | None,
     validation: int,
+    shift: float,
     seed: int,
     data: Path | None,
     out: Path,
@@ -440,6 +448,7 @@ def train(
             seed=seed,
             limit=limit,
             validation=validation,
+            shift=shift,
         )
         with contextlib.redirect_stdout(sys.stderr):  # Keras' progress is not data
             submodels = fit(

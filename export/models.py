@@ -120,7 +120,7 @@ def _dense_generator(family: str, hidden: Sequence[int], latent_dim: int) -> ker
 
 
 def build_ae(
-    hidden: Sequence[int] = (512,), latent_dim: int = LATENT_DIM
+    hidden: Sequence[int] = (512, 256), latent_dim: int = LATENT_DIM
 ) -> dict[str, keras.Model]:
     """Dense autoencoder 784 -> hidden -> latent_dim -> reversed hidden -> 784 (sigmoid).
 
@@ -149,7 +149,7 @@ def _posterior(x, latent_dim: int):  # type: ignore[no-untyped-def]
 
 
 def build_vae(
-    hidden: Sequence[int] = (512,), latent_dim: int = LATENT_DIM, seed: int | None = None
+    hidden: Sequence[int] = (512, 256), latent_dim: int = LATENT_DIM, seed: int | None = None
 ) -> dict[str, keras.Model]:
     """Dense VAE 784 -> hidden (ReLU) -> z_mean, z_log_var -> sampling -> hidden -> 784 sigmoid.
 

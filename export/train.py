@@ -11,7 +11,7 @@ from pathlib import Path
 import keras
 import numpy as np
 from onnxdigits import to_batch
-from onnxdigits.specs import FAMILIES, SUBMODELS
+from onnxdigits.specs import FAMILIES, IMAGE_SHAPE, SUBMODELS
 
 from .errors import ExportError
 from .models import BUILDERS
@@ -30,6 +30,7 @@ class TrainConfig:
     seed: int = 0
     limit: int | None = None  # train on the first N training images
     validation: int = 5000  # hold out the last N (of those) to choose hyper-parameters on
+    shift: float = 0.0  # classifier only: random shifts of up to this fraction of the side
     verbose: int = 2
 
 
@@ -49,6 +50,17 @@ def _fit(
         keras.optimizers.schedules.CosineDecay(config.learning_rate, steps)
     )
     if family == "classifier":
+        if config.shift > 0:  # augmentation lives in a training wrapper, not in the export
+            model = keras.Sequential(
+                [
+                    keras.Input(IMAGE_SHAPE, name="image"),
+                    keras.layers.RandomTranslation(
+                        config.shift, config.shift, fill_mode="constant", seed=config.seed
+                    ),
+                    model,
+                ],
+                name="classifier_training",
+            )
         model.compile(optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         target, val_target = y, y_val
     elif family == "ae":
@@ -111,7 +123,7 @@ def train(
         )
     steps = config.epochs * int(np.ceil(len(x_fit) / config.batch_size))
     submodels: dict[str, keras.Model] = {}
-    log: dict[str, object] = {"config": asdict(config), "images": len(x_fit), "validation": held}
+    log: dict[str, object] = {}
     for family in families:
         keras.utils.set_random_seed(config.seed)
         options = dict((build_options or {}).get(family, {}))
@@ -120,6 +132,9 @@ def train(
         models = BUILDERS[family](**options)
         history = _fit(models, family, x_fit, y_fit, x_val, y_val, config, steps)
         log[family] = {
+            "config": asdict(config),
+            "images": len(x_fit),
+            "validation": held,
             "build": options,
             "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
         }
