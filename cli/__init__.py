@@ -17,8 +17,8 @@ from typing import Any
 import click
 from onnxdigits import __version__
 from onnxdigits.errors import DeviceError, OnnxDigitsError
+from onnxdigits.specs import FAMILIES, LATENT_MODELS
 
-MODELS = ("ae", "vae", "cvae")
 TRAIN_EXTRA = "pip install 'onnxdigits[train]'"
 
 
@@ -49,7 +49,7 @@ def _device(ctx: click.Context, param: click.Parameter, value: str) -> str:
 def _models_option(default: str = "vae") -> Any:
     return click.option(
         "--model",
-        type=click.Choice(MODELS),
+        type=click.Choice(LATENT_MODELS),
         default=default,
         show_default=True,
         help=f"Which latent model to use. Defaults to {default}.",
@@ -204,10 +204,9 @@ def sample(
     _write_png(tile(Generator(model, artifacts, device).sample(count, seed), columns), out, invert)
 
 
-def _read_images(paths: tuple[str, ...]) -> list[Any]:
-    from onnxdigits import load_image
-
-    return [load_image(sys.stdin.buffer.read() if path == "-" else path) for path in paths]
+def _sources(paths: tuple[str, ...]) -> list[str | bytes]:
+    """The image files to read, with - standing for a PNG on stdin."""
+    return [sys.stdin.buffer.read() if path == "-" else path for path in paths]
 
 
 @main.command()
@@ -219,7 +218,7 @@ def classify(images: tuple[str, ...], as_json: bool, artifacts: Path | None, dev
     """Print the label of each image file and its probability, one line each (- reads stdin)."""
     from onnxdigits import Classifier
 
-    probs = Classifier(artifacts, device).predict_proba(_read_images(images))
+    probs = Classifier(artifacts, device).predict_proba(_sources(images))
     for path, row in zip(images, probs):
         label = int(row.argmax())
         if as_json:
@@ -249,7 +248,7 @@ def embed(
     """Print the 2-D embedding of each image file (z, or z_mean for the VAEs), one line each."""
     from onnxdigits import Encoder
 
-    points = Encoder(model, artifacts, device).embed(_read_images(images))
+    points = Encoder(model, artifacts, device).embed(_sources(images))
     for path, z in zip(images, points):
         if as_json:
             click.echo(json.dumps({"file": path, "model": model, "z": [float(v) for v in z]}))
@@ -339,7 +338,8 @@ def verify(artifacts: Path | None, device: str) -> None:
     from onnxdigits.verify import check_parity
 
     store = Artifacts(artifacts)
-    problems = {path: problem for path, problem in store.verify().items() if problem}
+    checksums = store.verify()
+    problems = {path: problem for path, problem in checksums.items() if problem}
     for path, problem in problems.items():
         click.echo(f"FAIL {path}: {problem}")
     if problems:
@@ -354,7 +354,7 @@ def verify(artifacts: Path | None, device: str) -> None:
     if failed:
         raise click.ClickException(f"{len(failed)} output(s) differ from Keras beyond tolerance")
     click.echo(
-        f"ok: {len(store.verify())} checksums and {len(results)} outputs of {store.root}", err=True
+        f"ok: {len(checksums)} checksums and {len(results)} outputs of {store.root}", err=True
     )
 
 
@@ -369,7 +369,7 @@ data_option = click.option(
 @main.command()
 @click.option(
     "--models",
-    default="classifier,ae,vae,cvae",
+    default=",".join(FAMILIES),
     show_default=True,
     help="Comma-separated models to train. Defaults to all four.",
 )

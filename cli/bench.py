@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from onnxdigits import Artifacts, Classifier, Encoder, Generator, __version__, to_batch
+from onnxdigits import (
+    Artifacts,
+    Classifier,
+    Encoder,
+    Generator,
+    __version__,
+    grid_points,
+    to_batch,
+)
 from onnxdigits.session import create_session
 
 COUNT = 10_000
@@ -104,7 +112,7 @@ def run(
     store = Artifacts(artifacts)
     if keras_dir is None and (store.root / "keras").is_dir():
         keras_dir = store.root / "keras"
-    keras = _keras_models(keras_dir)
+    keras_models = _keras_models(keras_dir)
     if data is not None:
         from onnxdigits.export.data import load_mnist
 
@@ -143,9 +151,9 @@ def run(
     def predict(
         key: str, x: np.ndarray, batch_size: int | None = None
     ) -> Callable[[], object] | None:
-        if keras is None or key not in keras:
+        if keras_models is None or key not in keras_models:
             return None
-        return lambda: keras[key].predict(x, batch_size=batch_size or len(x), verbose=0)
+        return lambda: keras_models[key].predict(x, batch_size=batch_size or len(x), verbose=0)
 
     row(
         "classify 10k",
@@ -176,7 +184,7 @@ def run(
         if key not in bare:
             continue
         generator = Generator(family, store, device)
-        z_grid = _grid_points(15)
+        z_grid = grid_points(15)
         row(
             f"grid 15x15 ({family})",
             lambda g=generator: g.grid(15),
@@ -192,11 +200,11 @@ def run(
                 predict(key, z10k, 1000),
                 COUNT,
             )
-    if notes_loop and keras is not None and "vae.generator" in keras:
+    if notes_loop and keras_models is not None and "vae.generator" in keras_models:
         progress("timing the notes' loop of 225 predict calls, once")
-        model = keras["vae.generator"]
+        model = keras_models["vae.generator"]
         start = time.perf_counter()
-        for point in _grid_points(15):
+        for point in grid_points(15):
             model.predict(point[None], verbose=0)
         rows.append(
             {
@@ -244,13 +252,6 @@ def run(
         "repeats": repeats,
         "rows": rows,
     }
-
-
-def _grid_points(n: int) -> np.ndarray:
-    from statistics import NormalDist
-
-    values = [NormalDist().inv_cdf(q) for q in np.linspace(0.05, 0.95, n)]
-    return np.array([[values[j], values[i]] for i in range(n) for j in range(n)], np.float32)
 
 
 def _ms(seconds: float | None) -> str:

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 SAMPLE_SIZE = 1000
 REFERENCE_SIZE = 32
-VALIDATION_SIZE = 256
+BATCHES = (1, 256)  # validation runs each file at these batch sizes
 # What an export writes; everything else in the target directory is carried over.
 OWNED = (MANIFEST, SAMPLE, "references", *(spec.file for spec in SUBMODELS.values()))
 
@@ -60,7 +60,7 @@ def model_inputs(spec: SubmodelSpec, images: np.ndarray, count: int, seed: int =
     corners = [ppf(q) for q in (0.05, 0.5, 0.95)]
     grid = np.array([[a, b] for a in corners for b in corners], dtype=np.float32)
     rng = np.random.default_rng(seed)
-    prior = rng.standard_normal((count, spec.latent_dim or 2), dtype=np.float32)
+    prior = rng.standard_normal((count, spec.inputs[0].shape[0]), dtype=np.float32)
     return np.concatenate([grid, prior])[:count]
 
 
@@ -104,6 +104,7 @@ def export(
             f"cannot export {unknown or 'nothing'}; the contract has {list(SUBMODELS)}"
         )
     out = Path(out).absolute()
+    _recover(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     staging.chmod(0o755)  # mkdtemp's 0700 would otherwise become the set's
@@ -113,7 +114,8 @@ def export(
         for key, model in submodels.items():
             spec = SUBMODELS[key]
             data = to_onnx(model, spec).SerializeToString()
-            parity = validate(data, model, spec, model_inputs(spec, x_test, VALIDATION_SIZE))
+            checks = model_inputs(spec, x_test, max(BATCHES))
+            parity = validate(data, model, spec, checks, BATCHES)
             (staging / spec.file).write_bytes(data)
             inputs = model_inputs(spec, x_test, REFERENCE_SIZE)
             _savez(
@@ -129,7 +131,7 @@ def export(
                 "latent_dim": spec.latent_dim,
                 "parity": {
                     "atol": spec.atol,
-                    "batches": [1, VALIDATION_SIZE],
+                    "batches": list(BATCHES),
                     "max_abs_diff": parity,
                 },
                 "reference": _file_entry(staging, spec.reference),
@@ -214,6 +216,17 @@ def _link_or_copy(source: str | os.PathLike[str], target: str | os.PathLike[str]
         os.link(source, target)
     except OSError:
         shutil.copy2(source, target)
+
+
+def _recover(out: Path) -> None:
+    """Put back a set that an export killed between its two renames left aside."""
+    if out.exists():
+        return
+    for retired in sorted(out.parent.glob(f".{out.name}.old-*/{out.name}")):
+        log.warning("restoring %s, left aside by an interrupted export", out)
+        os.replace(retired, out)
+        shutil.rmtree(retired.parent, ignore_errors=True)
+        return
 
 
 def _replace(out: Path, staging: Path) -> None:

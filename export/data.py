@@ -31,9 +31,9 @@ def load_mnist(path: str | os.PathLike[str] | None = None) -> tuple[Split, Split
     """
     path = path or os.environ.get(ENV_VAR)
     if path is None:
-        try:
-            import keras
+        import keras
 
+        try:
             (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
         except Exception as exc:  # Keras raises what urllib raises when it cannot download
             raise DataError(

@@ -6,8 +6,8 @@ import os
 from typing import Any
 
 import numpy as np
-from onnxdigits import Artifacts, Classifier, Encoder, Generator, to_batch
-from onnxdigits.specs import LATENT_MODELS
+from onnxdigits import Artifacts, Classifier, Encoder, Generator, grid_points, to_batch
+from onnxdigits.specs import LATENT_MODELS, SUBMODELS
 
 EPSILON = 1e-7  # Keras' clip for binary cross-entropy
 
@@ -18,7 +18,10 @@ def knn_accuracy(
     """Accuracy of a k-nearest-neighbour vote (ties to the smaller label) fit on `train`."""
     from scipy.spatial import cKDTree
 
+    if not 1 <= k <= len(train):
+        raise ValueError(f"k must lie in 1..{len(train)}; got {k}")
     _, index = cKDTree(train).query(test, k=k)
+    index = index.reshape(len(test), k)
     votes = np.zeros((len(test), int(labels.max()) + 1), np.int64)
     np.add.at(votes, (np.arange(len(test))[:, None], labels[index]), 1)
     return float(np.mean(votes.argmax(axis=1) == truth))
@@ -68,7 +71,7 @@ def evaluate(
         the image counts it used.
     """
     artifacts = artifacts if isinstance(artifacts, Artifacts) else Artifacts(artifacts)
-    present = {key.split(".")[0] for key in artifacts.keys}
+    present = {SUBMODELS[key].family for key in artifacts.keys}
     counts = {"test_images": int(len(x_test)), "train_images": int(len(x_train))}
     figures: dict[str, dict[str, Any]] = {}
     classifier = Classifier(artifacts, device) if "classifier" in present else None
@@ -94,9 +97,7 @@ def evaluate(
             result["test_neg_elbo"] = negative_elbo(encoder, generator, x_test, samples, seed)
             result["elbo_samples"] = samples
         if classifier is not None:
-            cells = (
-                generator.grid(15).reshape(15, 28, 15, 28).transpose(0, 2, 1, 3).reshape(-1, 28, 28)
-            )
+            cells = generator.decode(grid_points(15))
             result["grid_confident"] = float(
                 np.mean(classifier.predict_proba(cells).max(axis=1) >= 0.9)
             )

@@ -12,6 +12,8 @@ import keras
 from keras import layers, ops
 from onnxdigits.specs import IMAGE_SHAPE, LATENT_DIM
 
+from .errors import ExportError
+
 PIXELS = 28 * 28
 
 
@@ -98,7 +100,7 @@ def build_classifier(
         {"classifier": model}, taking image (N, 28, 28, 1) to probs (N, 10).
     """
     if head not in ("dense", "linear"):
-        raise ValueError(f'head must be "dense" or "linear"; got {head!r}')
+        raise ExportError(f'head must be "dense" or "linear"; got {head!r}')
     image = keras.Input(IMAGE_SHAPE, name="image")
     x = image
     for i, width in enumerate(filters, 1):

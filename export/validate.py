@@ -6,7 +6,9 @@ import logging
 
 import keras
 import numpy as np
+from onnxdigits.session import create_session
 from onnxdigits.specs import SubmodelSpec
+from onnxdigits.verify import max_abs_diff
 
 from .errors import AtolError, OutputMatchError, ShapeError
 
@@ -50,9 +52,7 @@ def validate(
     Raises:
         OutputMatchError, ShapeError, AtolError: the file disagrees with Keras.
     """
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+    session = create_session(onnx_bytes, "cpu")
     names = [output.name for output in session.get_outputs()]
     expected = [tensor.name for tensor in spec.outputs]
     if names != expected:
@@ -69,7 +69,7 @@ def validate(
                 shapes = f"shape {got[name].shape}, Keras {reference[name].shape}"
                 shape_failures.append(f"- {name} (batch {batch}): {shapes}")
                 continue
-            diff = float(np.max(np.abs(got[name].astype(np.float64) - reference[name])))
+            diff = max_abs_diff(got[name], reference[name])
             diffs[name] = max(diffs[name], diff)
             if not diff <= spec.atol:  # NaN fails too
                 atol_failures.append(

@@ -7,7 +7,7 @@ in `onnxdigits.export`.
 from .errors import ArtifactError, DeviceError, InputError, OnnxDigitsError
 from .images import load_image, save_png, tile, to_batch, to_image
 from .manifest import Artifacts
-from .models import Classifier, Encoder, Generator, reconstruct
+from .models import Classifier, Encoder, Generator, grid_points, reconstruct
 
 __version__ = "0.1.0"
 
@@ -18,6 +18,7 @@ __all__ = [
     "DeviceError",
     "Encoder",
     "Generator",
+    "grid_points",
     "InputError",
     "OnnxDigitsError",
     "load_image",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import math
 import os
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,12 +12,14 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import InputError
+from .specs import IMAGE_SHAPE
 
-SIDE = 28
+SIDE = IMAGE_SHAPE[0]
 _BOX = 20  # MNIST fits each digit into a 20x20 box, then centres its mass in 28x28
 _SHAPES = "(28, 28), (N, 28, 28), (N, 28, 28, 1) or (N, 784)"
 
 ImageSource = str | os.PathLike | bytes | Image.Image
+_SOURCES = (str, os.PathLike, bytes, Image.Image)
 Images = np.ndarray | ImageSource | Sequence[ImageSource] | Sequence[np.ndarray]
 
 
@@ -37,13 +38,14 @@ def to_batch(images: Images) -> np.ndarray:
     Raises:
         InputError: anything else, with the problem named.
     """
-    if isinstance(images, (str, os.PathLike, bytes, Image.Image)):
+    if isinstance(images, _SOURCES):
         array: np.ndarray = load_image(images)
-    elif isinstance(images, (list, tuple)) and images and not isinstance(images[0], (int, float)):
-        if all(isinstance(item, (str, os.PathLike, bytes, Image.Image)) for item in images):
-            array = np.stack([load_image(item) for item in images])
-        else:
-            array = _as_array(images)
+    elif (
+        isinstance(images, (list, tuple))
+        and images
+        and all(isinstance(i, _SOURCES) for i in images)
+    ):
+        array = np.stack([load_image(item) for item in images])
     else:
         array = _as_array(images)
     return _scale(_reshape(array))
@@ -122,11 +124,16 @@ def load_image(source: ImageSource) -> np.ndarray:
         image = source
     else:
         image = _open(source, name)
-    image = ImageOps.exif_transpose(image)
-    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-        background = Image.new("RGBA", image.size, "white")
-        image = Image.alpha_composite(background, image.convert("RGBA"))
-    grey = np.asarray(image.convert("L"), dtype=np.uint8)
+    try:
+        image = ImageOps.exif_transpose(image)
+        if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+            background = Image.new("RGBA", image.size, "white")
+            image = Image.alpha_composite(background, image.convert("RGBA"))
+        grey = np.asarray(image.convert("L"), dtype=np.uint8)
+    except (OSError, SyntaxError, ValueError) as exc:  # a lazily opened PIL image decodes here
+        raise InputError(f"{name} is not a readable image: {exc}") from None
+    if grey.size == 0:
+        raise InputError(f"{name} is empty: {image.size[0]}x{image.size[1]} pixels")
     border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
     if np.median(border) > 127:
         grey = 255 - grey
@@ -134,20 +141,24 @@ def load_image(source: ImageSource) -> np.ndarray:
 
 
 def _open(source: str | os.PathLike | bytes, name: str) -> Image.Image:
-    with warnings.catch_warnings():
-        # Pillow only warns between its limit and twice its limit; either way it is refused here.
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
-            image.load()
-        except FileNotFoundError:
-            raise InputError(f"no such image file: {name}") from None
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise InputError(f"{name} is too large to decode safely: {exc}") from None
-        except IsADirectoryError:
-            raise InputError(f"{name} is a directory, not an image file") from None
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-            raise InputError(f"{name} is not a readable image: {exc}") from None
+    try:
+        image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+        # Pillow refuses twice its pixel limit and only warns above it; both are refused here,
+        # by size, because a warnings filter would be process-wide and not thread-safe.
+        limit = Image.MAX_IMAGE_PIXELS
+        if limit is not None and image.size[0] * image.size[1] > limit:
+            raise Image.DecompressionBombError(
+                f"{image.size[0]}x{image.size[1]} pixels exceed Pillow's limit of {limit}"
+            )
+        image.load()
+    except FileNotFoundError:
+        raise InputError(f"no such image file: {name}") from None
+    except Image.DecompressionBombError as exc:
+        raise InputError(f"{name} is too large to decode safely: {exc}") from None
+    except IsADirectoryError:
+        raise InputError(f"{name} is a directory, not an image file") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise InputError(f"{name} is not a readable image: {exc}") from None
     return image
 
 
@@ -178,10 +189,15 @@ def tile(images: np.ndarray, columns: int | None = None) -> np.ndarray:
         columns: images per row; None for a square-ish grid.
 
     Returns:
-        float array (28 * rows, 28 * columns); cells past N stay 0.
+        array (28 * rows, 28 * columns) of the images' dtype; cells past N stay 0.
+
+    Raises:
+        InputError: images of another shape, none, or columns < 1.
     """
-    images = np.asarray(images).reshape(-1, SIDE, SIDE)
+    images = _reshape(_as_array(images))
     count = len(images)
+    if columns is not None and (not isinstance(columns, (int, np.integer)) or columns < 1):
+        raise InputError(f"columns must be a positive integer; got {columns!r}")
     columns = columns or math.ceil(math.sqrt(count))
     rows = math.ceil(count / columns)
     canvas = np.zeros((rows * columns, SIDE, SIDE), images.dtype)
@@ -211,6 +227,8 @@ def to_image(array: np.ndarray, *, invert: bool = False) -> Image.Image:
         array = array[..., 0]
     if array.ndim != 2:
         raise InputError(f"an image must be 2-D (H, W); got shape {array.shape}")
+    if array.size == 0:
+        raise InputError(f"an image needs pixels; got shape {array.shape}")
     if array.dtype != np.uint8:
         array = np.round(_scale(array[None])[0, ..., 0] * 255).astype(np.uint8)
     return Image.fromarray(255 - array if invert else array)

@@ -92,8 +92,13 @@ class Artifacts:
             ArtifactError: the key is absent, or its entry disagrees with the contract.
         """
         spec = SUBMODELS.get(key)
+        if spec is None:
+            raise ArtifactError(
+                f"{key!r} is no model this onnxdigits knows ({', '.join(SUBMODELS)}); "
+                "a set with it needs a newer onnxdigits"
+            )
         raw = self.manifest["models"].get(key)
-        if spec is None or raw is None:
+        if not isinstance(raw, dict):
             raise ArtifactError(f"{self.root / MANIFEST} has no model {key!r}; it has {self.keys}")
         try:
             entry = Entry(
@@ -144,18 +149,23 @@ class Artifacts:
 
     def reference(self, key: str) -> dict[str, np.ndarray]:
         """Return the stored inputs and Keras outputs of submodel `key`, by tensor name."""
-        ref = self.entry(key).reference
-        if "file" not in ref:
-            raise ArtifactError(f"the manifest has no reference outputs for {key!r}")
-        return self._npz(ref["file"], ref.get("sha256", ""))
+        return self._npz(*self._listed(self.entry(key).reference, f"reference of {key!r}"))
 
     def sample(self) -> tuple[np.ndarray, np.ndarray]:
         """Return the shipped real-digit sample: uint8 images (N, 28, 28) and uint8 labels (N,)."""
-        info = self.manifest.get("sample")
-        if not isinstance(info, dict):
-            raise ArtifactError(f"{self.root / MANIFEST} lists no sample")
-        arrays = self._npz(info["file"], info["sha256"])
-        return arrays["x_test"], arrays["y_test"]
+        arrays = self._npz(*self._listed(self.manifest.get("sample"), "sample"))
+        try:
+            return arrays["x_test"], arrays["y_test"]
+        except KeyError as exc:
+            raise ArtifactError(f"the sample lacks {exc}") from None
+
+    def _listed(self, info: object, what: str) -> tuple[str, str]:
+        """The (file, sha256) of a file the manifest lists beside the models."""
+        if not isinstance(info, dict) or not isinstance(info.get("file"), str):
+            raise ArtifactError(f"{self.root / MANIFEST} lists no {what}")
+        if not isinstance(info.get("sha256"), str):
+            raise ArtifactError(f"{self.root / MANIFEST} gives no sha256 for the {what}")
+        return info["file"], info["sha256"]
 
     def _npz(self, relpath: str, sha256: str) -> dict[str, np.ndarray]:
         data = self.read(relpath, sha256)
@@ -169,28 +179,25 @@ class Artifacts:
         """Check every listed file against its checksum.
 
         Returns:
-            For each file of the set, None when it holds, else what is wrong.
+            For each file of the set (or entry that cannot be read), None when it holds, else
+            what is wrong.
         """
-        files: dict[str, tuple[str, str]] = {}
+        listed: list[tuple[str, object, str]] = [("sample", self.manifest.get("sample"), "sample")]
+        result: dict[str, str | None] = {}
         for key in self.keys:
             try:
                 entry = self.entry(key)
             except ArtifactError as exc:
-                files[key] = ("", str(exc))
+                result[key] = str(exc)
                 continue
-            files[entry.file] = (entry.sha256, "")
-            if "file" in entry.reference:
-                files[entry.reference["file"]] = (entry.reference.get("sha256", ""), "")
-        if isinstance(self.manifest.get("sample"), dict):
-            files[self.manifest["sample"]["file"]] = (self.manifest["sample"]["sha256"], "")
-        result: dict[str, str | None] = {}
-        for relpath, (sha256, problem) in files.items():
-            if problem:
-                result[relpath] = problem
-                continue
+            listed.append((entry.file, {"file": entry.file, "sha256": entry.sha256}, key))
+            listed.append((f"reference of {key}", entry.reference, f"reference of {key!r}"))
+        for name, info, what in listed:
             try:
+                relpath, sha256 = self._listed(info, what)
+                name = relpath
                 self.read(relpath, sha256)
-                result[relpath] = None
+                result[name] = None
             except ArtifactError as exc:
-                result[relpath] = str(exc)
+                result[name] = str(exc)
         return result

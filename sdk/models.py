@@ -7,7 +7,7 @@ from statistics import NormalDist
 
 import numpy as np
 
-from .errors import InputError, OnnxDigitsError
+from .errors import ArtifactError, InputError, OnnxDigitsError
 from .images import Images, tile, to_batch
 from .manifest import Artifacts
 from .session import CUDA, create_session
@@ -26,20 +26,33 @@ class _Submodel:
     def __init__(
         self, key: str, artifacts: ArtifactsLike, device: str, fast: bool, batch_size: int | None
     ) -> None:
+        if batch_size is not None and (
+            not isinstance(batch_size, (int, np.integer)) or batch_size < 1
+        ):
+            raise InputError(f"batch_size must be a positive integer; got {batch_size!r}")
         self.artifacts = artifacts if isinstance(artifacts, Artifacts) else Artifacts(artifacts)
         self.entry = self.artifacts.entry(key)
         self.session = create_session(self.artifacts.model_bytes(key), device, fast=fast)
+        spec = self.entry.spec
+        graph = (
+            [value.name for value in self.session.get_inputs()],
+            [value.name for value in self.session.get_outputs()],
+        )
+        expected = ([t.name for t in spec.inputs], [t.name for t in spec.outputs])
+        if graph != expected:
+            raise ArtifactError(
+                f"{self.entry.file} maps {graph[0]} to {graph[1]}, not {expected[0]} to "
+                f"{expected[1]} as {key!r} should; export the set again"
+            )
         self.providers: list[str] = self.session.get_providers()
         if self.providers[0] == CUDA:
             index = self.session.get_provider_options()[CUDA].get("device_id", "0")
             self.device = f"cuda:{index}"
         else:
             self.device = "cpu"
-        self.batch_size = CHUNK[self.device.split(":")[0]] if batch_size is None else batch_size
-        if self.batch_size < 1:
-            raise InputError(f"batch_size must be at least 1; got {self.batch_size}")
-        self._input = self.entry.spec.inputs[0].name
-        self._outputs = [output.name for output in self.entry.spec.outputs]
+        self.batch_size = int(batch_size or CHUNK[self.device.split(":")[0]])
+        self._input = expected[0][0]
+        self._outputs = expected[1]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.entry.spec.key!r}, device={self.device!r})"
@@ -56,12 +69,6 @@ class _Submodel:
         return [np.concatenate(chunks) for chunks in zip(*parts)]
 
 
-def _latent_model(model: str) -> str:
-    if model not in LATENT_MODELS:
-        raise InputError(f"unknown model {model!r}; choose one of {', '.join(LATENT_MODELS)}")
-    return model
-
-
 class Classifier(_Submodel):
     """The CNN digit classifier.
 
@@ -75,6 +82,7 @@ class Classifier(_Submodel):
     Raises:
         ArtifactError: the set is missing, malformed or tampered with.
         DeviceError: the device cannot be had.
+        InputError: a batch_size that is not a positive integer.
     """
 
     def __init__(
@@ -96,8 +104,10 @@ class Classifier(_Submodel):
         return self.predict_proba(images).argmax(axis=1).astype(np.int64)
 
 
-class Encoder(_Submodel):
-    """An encoder into the 2-D latent space of "ae", "vae" or "cvae" (other args: `Classifier`)."""
+class _LatentSubmodel(_Submodel):
+    """The encoder or generator of one latent model."""
+
+    part = ""
 
     def __init__(
         self,
@@ -108,8 +118,16 @@ class Encoder(_Submodel):
         fast: bool = False,
         batch_size: int | None = None,
     ) -> None:
-        self.model = _latent_model(model)
-        super().__init__(f"{model}.encoder", artifacts, device, fast, batch_size)
+        if model not in LATENT_MODELS:
+            raise InputError(f"unknown model {model!r}; choose one of {', '.join(LATENT_MODELS)}")
+        self.model = model
+        super().__init__(f"{model}.{self.part}", artifacts, device, fast, batch_size)
+
+
+class Encoder(_LatentSubmodel):
+    """An encoder into the 2-D latent space of "ae", "vae" or "cvae" (other args: `Classifier`)."""
+
+    part = "encoder"
 
     def embed(self, images: Images) -> np.ndarray:
         """Return the embedding, float32 (N, 2): `z` for "ae", `z_mean` for the VAEs."""
@@ -128,24 +146,36 @@ class Encoder(_Submodel):
         return z_mean, z_log_var
 
 
-class Generator(_Submodel):
+def grid_points(n: int = 15, lo: float = 0.05, hi: float = 0.95) -> np.ndarray:
+    """The notes' latent grid: point i*n + j is [ppf(q[j]), ppf(q[i])], q = linspace(lo, hi, n).
+
+    Returns:
+        float32 (n * n, 2), ppf being the standard normal quantile.
+
+    Raises:
+        InputError: n < 1, or not 0 < lo < hi < 1.
+    """
+    if not isinstance(n, (int, np.integer)) or n < 1:
+        raise InputError(f"n must be a positive integer; got {n!r}")
+    if not 0.0 < lo < hi < 1.0:
+        raise InputError(f"the quantiles need 0 < lo < hi < 1; got lo={lo}, hi={hi}")
+    ppf = NormalDist().inv_cdf
+    values = np.array([ppf(q) for q in np.linspace(lo, hi, n)], dtype=np.float32)
+    rows, columns = np.meshgrid(values, values, indexing="ij")
+    return np.stack([columns.ravel(), rows.ravel()], axis=1)
+
+
+class Generator(_LatentSubmodel):
     """A generator (decoder) from the 2-D latent space of "ae", "vae" or "cvae".
 
     Other args as for `Classifier`.
     """
 
-    def __init__(
-        self,
-        model: str = "vae",
-        artifacts: ArtifactsLike = None,
-        device: str = "auto",
-        *,
-        fast: bool = False,
-        batch_size: int | None = None,
-    ) -> None:
-        self.model = _latent_model(model)
-        super().__init__(f"{model}.generator", artifacts, device, fast, batch_size)
-        self.latent_dim: int = self.entry.spec.latent_dim or 2
+    part = "generator"
+
+    @property
+    def latent_dim(self) -> int:
+        return self.entry.spec.inputs[0].shape[0]
 
     def decode(self, z: np.ndarray) -> np.ndarray:
         """Decode latent points.
@@ -169,10 +199,9 @@ class Generator(_Submodel):
         return self.decode(rng.standard_normal((int(n), self.latent_dim), dtype=np.float32))
 
     def grid(self, n: int = 15, lo: float = 0.05, hi: float = 0.95) -> np.ndarray:
-        """Decode the notes' latent manifold in one batched call.
+        """Decode the notes' latent manifold (`grid_points`) in one batched call.
 
-        With q = linspace(lo, hi, n), the 28x28 cell in row i, column j is
-        decode([ppf(q[j]), ppf(q[i])]), ppf being the standard normal quantile.
+        The 28x28 cell in row i, column j is decode([ppf(q[j]), ppf(q[i])]).
 
         Returns:
             float32 (28 n, 28 n) in [0, 1].
@@ -180,27 +209,15 @@ class Generator(_Submodel):
         Raises:
             InputError: n < 1, or not 0 < lo < hi < 1.
         """
-        if self.latent_dim != 2:
-            raise OnnxDigitsError(
-                f"a grid needs a 2-D latent space; this one has {self.latent_dim}"
-            )
-        if not isinstance(n, (int, np.integer)) or n < 1:
-            raise InputError(f"n must be a positive integer; got {n!r}")
-        if not 0.0 < lo < hi < 1.0:
-            raise InputError(f"the quantiles need 0 < lo < hi < 1; got lo={lo}, hi={hi}")
-        ppf = NormalDist().inv_cdf
-        values = np.array([ppf(q) for q in np.linspace(lo, hi, n)], dtype=np.float32)
-        rows, columns = np.meshgrid(values, values, indexing="ij")
-        z = np.stack([columns.ravel(), rows.ravel()], axis=1)
-        return tile(self.decode(z), n)
+        return tile(self.decode(grid_points(n, lo, hi)), n)
 
     def interpolate(self, z0: np.ndarray, z1: np.ndarray, steps: int = 10) -> np.ndarray:
         """Decode `steps` points on the line from z0 to z1, both ends included: (steps, 28, 28)."""
         if not isinstance(steps, (int, np.integer)) or steps < 2:
             raise InputError(f"steps must be an integer of at least 2; got {steps!r}")
-        ends = self._latents(np.stack([np.asarray(z0).ravel(), np.asarray(z1).ravel()]))
+        start, end = (self._latents(np.asarray(z).reshape(1, -1))[0] for z in (z0, z1))
         t = np.linspace(0.0, 1.0, int(steps), dtype=np.float32)[:, None]
-        return self.decode(ends[0] + t * (ends[1] - ends[0]))
+        return self.decode(start + t * (end - start))
 
     def _latents(self, z: object) -> np.ndarray:
         try:

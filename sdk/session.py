@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 import threading
 import warnings
 from dataclasses import dataclass
@@ -94,7 +95,7 @@ def _try_cuda(
         except Exception as exc:  # onnxruntime raises its own untyped errors for a bad device id
             return None, f"onnxruntime could not start CUDA device {index}: {exc}"
         finally:
-            ort.set_default_logger_severity(2)  # type: ignore[attr-defined]
+            ort.set_default_logger_severity(2)  # onnxruntime's default; it has no getter  # type: ignore[attr-defined]
     if session.get_providers()[0] != CUDA:
         return None, (
             "onnxruntime-gpu could not load CUDA (no NVIDIA driver or GPU, or the CUDA and cuDNN "
@@ -109,4 +110,8 @@ def _warn_once(message: str) -> None:
         if _warned:
             return
         _warned = True
-    warnings.warn(message, RuntimeWarning, stacklevel=4)
+    # Point the warning at the caller's line, outside this package.
+    frame, level = sys._getframe(1), 2
+    while frame.f_back is not None and frame.f_globals.get("__name__", "").startswith(__package__):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, RuntimeWarning, stacklevel=level)

@@ -7,10 +7,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import ArtifactError
 from .manifest import Artifacts
 from .session import CUDA, create_session
 
 GPU_ATOL = 1e-4  # exact mode on CUDA: TF32 off, but other kernels and summation orders
+
+
+def max_abs_diff(got: np.ndarray, expected: np.ndarray) -> float:
+    """The largest absolute difference of two arrays of one shape, in float64; inf if shapes differ.
+
+    NaN anywhere gives NaN, which no tolerance accepts.
+    """
+    if got.shape != expected.shape:
+        return float("inf")
+    return float(np.max(np.abs(got.astype(np.float64) - expected.astype(np.float64))))
 
 
 @dataclass(frozen=True)
@@ -49,7 +60,8 @@ def check_parity(
         fast: allow TF32 on CUDA (then the GPU tolerance does not promise to hold).
 
     Returns:
-        One `Parity` per output; the tolerance is the manifest's on the CPU and 1e-4 on CUDA.
+        One `Parity` per output; the tolerance is the contract's (1e-5) on the CPU and 1e-4
+        on CUDA.
 
     Raises:
         ArtifactError: a file is missing or fails its checksum.
@@ -64,8 +76,10 @@ def check_parity(
         provider = session.get_providers()[0]
         atol = max(entry.spec.atol, GPU_ATOL) if provider == CUDA else entry.spec.atol
         names = [tensor.name for tensor in entry.spec.outputs]
+        missing = {t.name for t in entry.spec.inputs + entry.spec.outputs} - set(reference)
+        if missing:
+            raise ArtifactError(f"the reference of {key!r} lacks {sorted(missing)}")
         feed = {tensor.name: reference[tensor.name] for tensor in entry.spec.inputs}
         for name, got in zip(names, session.run(names, feed)):
-            diff = float(np.max(np.abs(got.astype(np.float64) - reference[name])))
-            results.append(Parity(key, name, diff, atol, provider))
+            results.append(Parity(key, name, max_abs_diff(got, reference[name]), atol, provider))
     return results

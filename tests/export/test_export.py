@@ -222,6 +222,25 @@ def test_an_export_killed_midway_leaves_the_previous_set_intact(exported, digits
     assert all(problem is None for problem in onnxdigits.Artifacts(target).verify().values())
 
 
+def test_a_set_left_aside_by_a_kill_between_the_renames_is_restored(
+    trained, exported, digits, tmp_path, monkeypatch
+) -> None:
+    run, submodels = trained
+    target = tmp_path / "set"
+    aside = tmp_path / ".set.old-x1y2"
+    aside.mkdir()
+    shutil.copytree(run, aside / "set")  # as `_replace` leaves it when killed between renames
+    before = _digest(aside / "set")
+
+    def failing_savez(path: Path, arrays: dict) -> None:
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(writer, "_savez", failing_savez)
+    with pytest.raises(OSError):  # even a failing export puts the old set back first
+        export({"classifier": submodels["classifier"]}, target, digits["x_test"], digits["y_test"])
+    assert _digest(target) == before and not aside.exists()
+
+
 def test_nothing_to_export_is_an_error(tmp_path) -> None:
     with pytest.raises(ExportError, match="onnxdigits train"):
         export_dir(tmp_path, np.zeros((1, 28, 28), np.uint8), np.zeros(1, np.uint8))
@@ -238,8 +257,11 @@ def test_metrics_are_measured_from_the_onnx_files(exported, digits) -> None:
         samples=2,
     )
     assert set(figures) == set(FAMILIES)
-    assert 0.0 <= figures["classifier"]["test_accuracy"] <= 1.0
-    assert 0.0 < figures["ae"]["test_mse"] < 0.25
+    x, y = digits["x_test"][:200], digits["y_test"][:200]
+    direct = np.mean(onnxdigits.Classifier(run, "cpu").predict(x) == y)
+    assert figures["classifier"]["test_accuracy"] == pytest.approx(direct)
+    restored = onnxdigits.reconstruct(x, "ae", run, "cpu")
+    assert figures["ae"]["test_mse"] == pytest.approx(np.mean((restored - x / 255) ** 2), rel=1e-4)
     for family in ("vae", "cvae"):
         assert 0.0 < figures[family]["test_neg_elbo"] < 784 * 16
         assert 0.0 <= figures[family]["grid_confident"] <= 1.0
@@ -252,6 +274,8 @@ def test_knn_accuracy_votes_among_five_neighbours() -> None:
     test = np.array([[0.5, 0.5], [10.5, 10.5]])
     assert knn_accuracy(train, labels, test, np.array([0, 1]), k=3) == 1.0
     assert knn_accuracy(train, labels, test, np.array([1, 0]), k=3) == 0.0
+    assert knn_accuracy(train, labels, test, np.array([0, 1]), k=1) == 1.0
+    assert knn_accuracy(train, labels, test, np.array([0, 1]), k=5) == 1.0  # 3 votes to 2
 
 
 def test_load_mnist_reads_a_path_or_the_environment(sample, tmp_path, monkeypatch) -> None:

@@ -171,6 +171,47 @@ def test_auto_falls_back_to_the_cpu_with_a_warning() -> None:
     assert (device, warnings) == ("cpu", "1")
 
 
+def test_interpolation_checks_both_ends(artifacts) -> None:
+    generator = Generator("vae", artifacts, "cpu")
+    with pytest.raises(onnxdigits.InputError, match=r"expected \(N, 2\)"):
+        generator.interpolate([0, 0], [1, 2, 3])
+    with pytest.raises(onnxdigits.InputError, match="NaN"):
+        generator.interpolate([0, 0], [np.nan, 0])
+
+
+@pytest.mark.parametrize(
+    "images, columns, message",
+    [
+        (np.zeros((0, 28, 28)), None, "no images"),
+        (np.zeros((2, 27, 28)), None, "shape"),
+        (np.zeros((2, 28, 28)), 0, "columns"),
+        (np.zeros((2, 28, 28)), -1, "columns"),
+    ],
+)
+def test_tile_refuses_what_it_cannot_lay_out(images, columns, message) -> None:
+    with pytest.raises(onnxdigits.InputError, match=message):
+        onnxdigits.tile(images, columns)
+
+
+def test_tile_lays_out_row_by_row(sample) -> None:
+    images = sample[0][:5]
+    canvas = onnxdigits.tile(images, 3)
+    assert canvas.shape == (56, 84) and canvas.dtype == np.uint8
+    np.testing.assert_array_equal(canvas[28:, :28], images[3])
+    assert not canvas[28:, 56:].any()
+
+
+def test_importing_the_sdk_loads_no_runtime_and_is_quick() -> None:
+    code = (
+        "import sys, time; t = time.perf_counter(); import onnxdigits; "
+        "print(time.perf_counter() - t, 'onnxruntime' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    seconds, runtime = out.stdout.split()
+    assert runtime == "False"  # onnxruntime loads with the first model, not at import
+    assert float(seconds) < 2.0  # a loose bound against import-time work; `bench` measures it
+
+
 def test_the_sdk_never_imports_a_training_framework(tmp_path) -> None:
     code = textwrap.dedent(f"""
         import sys, onnxdigits
