@@ -24,7 +24,6 @@ from onnxdigits import (
     grid_points,
     to_batch,
 )
-from onnxdigits.session import create_session
 
 COUNT = 10_000
 
@@ -124,8 +123,11 @@ def run(
     floats = to_batch(images)
     classifier = Classifier(store, device)
     progress(f"device {device}: sessions run on {classifier.device} ({classifier.providers[0]})")
+    import onnxruntime
+
+    # A bare session: onnxruntime's defaults on the providers the SDK got.
     bare = {
-        key: create_session(store.model_bytes(key), device)
+        key: onnxruntime.InferenceSession(store.model_bytes(key), providers=classifier.providers)
         for key in ("classifier", "vae.encoder", "vae.generator", "cvae.generator")
         if key in store.keys
     }

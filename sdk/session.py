@@ -38,7 +38,7 @@ class Device:
 
 
 def create_session(
-    model: bytes, device: str = "auto", *, fast: bool = False
+    model: bytes, device: str = "auto", *, fast: bool = False, cpu_threads: int = 0
 ) -> onnxruntime.InferenceSession:
     """Create an onnxruntime session on the device asked for, and check what it really got.
 
@@ -47,6 +47,8 @@ def create_session(
         device: "auto" (CUDA when it really comes up, else the CPU with one warning), "cpu",
             "cuda" or "cuda:N".
         fast: on CUDA, allow TF32 matrix maths; exact float32 otherwise.
+        cpu_threads: onnxruntime's intra-op threads when the session runs on the CPU; 0 for
+            its default (one per core).
 
     Returns:
         The session; `session.get_providers()[0]` names where it runs.
@@ -71,6 +73,7 @@ def create_session(
             f"running on the CPU: {reason}. "
             "Pass device='cpu' (--device cpu) to choose it and silence this."
         )
+    options.intra_op_num_threads = cpu_threads
     return ort.InferenceSession(model, options, providers=[CPU])
 
 

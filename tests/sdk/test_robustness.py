@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from onnxdigits import ArtifactError, Classifier, Encoder, Generator, InputError, OnnxDigitsError
+from onnxdigits.models import chunks
 from onnxdigits.specs import LATENT_MODELS, MANIFEST, SUBMODELS
 from PIL import Image
 
@@ -490,6 +491,26 @@ def test_small_batch_sizes_join_latent_chunks_exactly(artifacts, sample, family)
     np.testing.assert_array_equal(small_generator.decode(z), generator.decode(z))
 
 
+@pytest.mark.parametrize(
+    ("count", "size", "workers", "lengths"),
+    [
+        (1, 1024, 2, [1]),
+        (127, 1024, 2, [127]),  # too few to be worth a second thread
+        (128, 1024, 2, [64, 64]),
+        (1000, 1024, 2, [500, 500]),
+        (10_000, 1024, 2, [1000] * 10),  # ten runs: a multiple of the workers
+        (3000, 1024, 4, [750] * 4),
+        (5, 2, 1, [2, 1, 2]),  # one worker: runs of at most the size
+        (70_000, 16_384, 1, [14_000] * 5),
+    ],
+)
+def test_chunks_cover_the_batch_in_balanced_runs(count, size, workers, lengths) -> None:
+    parts = chunks(count, size, workers)
+    assert [p.stop - p.start for p in parts] == lengths
+    assert parts[0].start == 0 and parts[-1].stop == count
+    assert all(a.stop == b.start for a, b in zip(parts, parts[1:]))
+
+
 @pytest.mark.parametrize("batch_size", [0, -1, 2.5, "8"])
 def test_a_batch_size_that_is_not_a_positive_integer_is_refused(artifacts, batch_size) -> None:
     with pytest.raises(InputError, match="batch_size must be a positive integer"):
@@ -500,12 +521,19 @@ def test_a_batch_size_that_is_not_a_positive_integer_is_refused(artifacts, batch
 # Concurrency
 
 
-def test_threads_sharing_one_classifier_get_the_serial_answers(classifier, sample) -> None:
+@pytest.mark.parametrize(
+    ("smallest", "spread"),
+    [(1, 13), (150, 300)],
+    ids=["small batches", "batches split across cores"],
+)
+def test_threads_sharing_one_classifier_get_the_serial_answers(
+    classifier, sample, smallest: int, spread: int
+) -> None:
     threads, calls = 8, 25
     images = sample[0]
     slices = []
     for k in range(threads * calls):
-        size = 1 + k % 13
+        size = smallest + k % spread
         start = (k * 37) % (len(images) - size)
         slices.append(slice(start, start + size))
     serial = [classifier.predict_proba(images[s]) for s in slices]
