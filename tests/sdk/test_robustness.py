@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from onnxdigits import ArtifactError, Classifier, Encoder, Generator, InputError, OnnxDigitsError
+from onnxdigits.manifest import sha256_of
 from onnxdigits.models import chunks
 from onnxdigits.specs import LATENT_MODELS, MANIFEST, SUBMODELS
 from PIL import Image
@@ -378,6 +379,17 @@ def test_a_malformed_sample_entry_raises_artifact_error(
         store.sample()
     assert store.verify()["sample"] is not None
     assert all(problem is None for name, problem in store.verify().items() if name != "sample")
+
+
+def test_a_sample_holding_pickled_objects_is_refused(artifacts_copy) -> None:
+    # Checksummed correctly, so only allow_pickle=False stands between it and unpickling.
+    path = artifacts_copy / "sample.npz"
+    np.savez(path, x_test=np.array([object()] * 2), y_test=np.zeros(2, np.uint8))
+    manifest = json.loads((artifacts_copy / MANIFEST).read_text())
+    manifest["sample"].update(sha256=sha256_of(path.read_bytes()), bytes=path.stat().st_size)
+    (artifacts_copy / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="pickle"):
+        onnxdigits.Artifacts(artifacts_copy).sample()
 
 
 def test_a_model_whose_graph_breaks_the_contract_raises_artifact_error(artifacts_copy) -> None:
