@@ -358,6 +358,16 @@ def verify(artifacts: Path | None, device: str) -> None:
     )
 
 
+def augmentation_option(name: str, what: str) -> Any:
+    return click.option(
+        f"--{name}",
+        type=click.FloatRange(0, 0.5),
+        default=0.0,
+        show_default=True,
+        help=f"Classifier augmentation while training: random {what}. Defaults to 0.",
+    )
+
+
 data_option = click.option(
     "--data",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -407,13 +417,9 @@ data_option = click.option(
     show_default=True,
     help="Hold out the last N training images for validation. Defaults to 5000.",
 )
-@click.option(
-    "--shift",
-    type=click.FloatRange(0, 0.5),
-    default=0.0,
-    show_default=True,
-    help="Classifier augmentation: random shifts up to this fraction of the side. Defaults to 0.",
-)
+@augmentation_option("shift", "shifts up to this fraction of the side")
+@augmentation_option("rotation", "rotations up to this fraction of a turn")
+@augmentation_option("zoom", "zooms in or out by up to this fraction")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed. Defaults to 0.")
 @data_option
 @click.option(
@@ -430,6 +436,8 @@ def train(
     limit: int | None,
     validation: int,
     shift: float,
+    rotation: float,
+    zoom: float,
     seed: int,
     data: Path | None,
     out: Path,
@@ -449,6 +457,8 @@ def train(
             limit=limit,
             validation=validation,
             shift=shift,
+            rotation=rotation,
+            zoom=zoom,
         )
         with contextlib.redirect_stdout(sys.stderr):  # Keras' progress is not data
             submodels = fit(

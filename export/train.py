@@ -30,8 +30,27 @@ class TrainConfig:
     seed: int = 0
     limit: int | None = None  # train on the first N training images
     validation: int = 5000  # hold out the last N (of those) to choose hyper-parameters on
-    shift: float = 0.0  # classifier only: random shifts of up to this fraction of the side
+    # Classifier augmentation, in a training wrapper that is not exported: random shifts of up
+    # to this fraction of the side, rotations of up to this fraction of a turn, zooms in or out
+    # of up to this fraction.
+    shift: float = 0.0
+    rotation: float = 0.0
+    zoom: float = 0.0
     verbose: int = 2
+
+
+def _augmentation(config: TrainConfig) -> list[keras.layers.Layer]:
+    """The classifier's random augmentation layers; active in training only."""
+    seed, fill = config.seed, "constant"  # each layer its own seed: independent draws
+    layers: list[keras.layers.Layer] = []
+    if config.rotation > 0:
+        layers.append(keras.layers.RandomRotation(config.rotation, fill_mode=fill, seed=seed))
+    if config.zoom > 0:
+        layers.append(keras.layers.RandomZoom(config.zoom, fill_mode=fill, seed=seed + 1))
+    if config.shift > 0:
+        shift = config.shift
+        layers.append(keras.layers.RandomTranslation(shift, shift, fill_mode=fill, seed=seed + 2))
+    return layers
 
 
 def _fit(
@@ -50,15 +69,10 @@ def _fit(
         keras.optimizers.schedules.CosineDecay(config.learning_rate, steps)
     )
     if family == "classifier":
-        if config.shift > 0:  # augmentation lives in a training wrapper, not in the export
+        augment = _augmentation(config)
+        if augment:
             model = keras.Sequential(
-                [
-                    keras.Input(IMAGE_SHAPE, name="image"),
-                    keras.layers.RandomTranslation(
-                        config.shift, config.shift, fill_mode="constant", seed=config.seed
-                    ),
-                    model,
-                ],
+                [keras.Input(IMAGE_SHAPE, name="image"), *augment, model],
                 name="classifier_training",
             )
         model.compile(optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])

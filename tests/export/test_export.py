@@ -25,6 +25,7 @@ from onnxdigits.export.data import load_mnist
 from onnxdigits.export.errors import AtolError, DataError, ExportError
 from onnxdigits.export.evaluate import evaluate, knn_accuracy
 from onnxdigits.export.models import BUILDERS, build_classifier, build_cvae
+from onnxdigits.export.train import TrainConfig, train
 from onnxdigits.export.validate import validate
 from onnxdigits.specs import FAMILIES, SUBMODELS
 
@@ -83,6 +84,22 @@ def test_training_saves_every_submodel_loadable_in_safe_mode(trained) -> None:
     log = json.loads((run / "keras" / "training.json").read_text())
     assert set(log) == set(FAMILIES)
     assert all(log[f]["config"]["epochs"] == 1 and log[f]["history"]["loss"] for f in FAMILIES)
+
+
+def test_augmentation_trains_but_stays_out_of_the_saved_classifier(digits, tmp_path) -> None:
+    config = TrainConfig(
+        epochs=1, batch_size=64, validation=30, verbose=0, shift=0.1, rotation=0.03, zoom=0.1
+    )
+    train(["classifier"], digits["x_train"], digits["y_train"], config, tmp_path)
+    saved = keras.models.load_model(tmp_path / "keras" / "classifier.keras", safe_mode=True)
+    assert saved.name == "classifier"
+    assert not [layer for layer in saved.layers if layer.name.startswith("random_")]
+    log = json.loads((tmp_path / "keras" / "training.json").read_text())["classifier"]
+    assert (log["config"]["shift"], log["config"]["rotation"], log["config"]["zoom"]) == (
+        0.1,
+        0.03,
+        0.1,
+    )
 
 
 def test_every_onnx_output_matches_keras_on_real_digits(trained, exported, digits) -> None:
