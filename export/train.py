@@ -18,13 +18,15 @@ from .models import BUILDERS
 
 KERAS_DIR = "keras"
 TRAINING_LOG = "training.json"
+# Epochs of each family when TrainConfig.epochs is None: those of the shipped set.
+EPOCHS = {"classifier": 40, "ae": 30, "vae": 30, "cvae": 30}
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """How to fit a model. The defaults are those of the shipped artifacts."""
 
-    epochs: int = 30
+    epochs: int | None = None  # None: each family's own, from EPOCHS
     batch_size: int = 128
     learning_rate: float = 1e-3
     seed: int = 0
@@ -33,9 +35,9 @@ class TrainConfig:
     # Classifier augmentation, in a training wrapper that is not exported: random shifts of up
     # to this fraction of the side, rotations of up to this fraction of a turn, zooms in or out
     # of up to this fraction.
-    shift: float = 0.0
-    rotation: float = 0.0
-    zoom: float = 0.0
+    shift: float = 0.1
+    rotation: float = 0.03
+    zoom: float = 0.1
     verbose: int = 2
 
 
@@ -61,10 +63,11 @@ def _fit(
     x_val: np.ndarray,
     y_val: np.ndarray,
     config: TrainConfig,
-    steps: int,
+    epochs: int,
 ) -> keras.callbacks.History:
-    """Fit one family with Adam on a cosine-decayed learning rate."""
+    """Fit one family with Adam, its rate decayed to zero along a cosine over every step."""
     model = models[family]
+    steps = epochs * int(np.ceil(len(x) / config.batch_size))
     optimizer = keras.optimizers.Adam(
         keras.optimizers.schedules.CosineDecay(config.learning_rate, steps)
     )
@@ -87,7 +90,7 @@ def _fit(
         x,
         target,
         batch_size=config.batch_size,
-        epochs=config.epochs,
+        epochs=epochs,
         verbose=config.verbose,
         validation_data=(x_val, val_target) if len(x_val) else None,
     )
@@ -135,7 +138,6 @@ def train(
         raise ExportError(
             f"{len(x_fit)} training images are too few for batch size {config.batch_size}"
         )
-    steps = config.epochs * int(np.ceil(len(x_fit) / config.batch_size))
     submodels: dict[str, keras.Model] = {}
     log: dict[str, object] = {}
     for family in families:
@@ -144,9 +146,10 @@ def train(
         if family in ("vae", "cvae"):
             options.setdefault("seed", config.seed)
         models = BUILDERS[family](**options)
-        history = _fit(models, family, x_fit, y_fit, x_val, y_val, config, steps)
+        epochs = config.epochs or EPOCHS[family]
+        history = _fit(models, family, x_fit, y_fit, x_val, y_val, config, epochs)
         log[family] = {
-            "config": asdict(config),
+            "config": {**asdict(config), "epochs": epochs},
             "images": len(x_fit),
             "validation": held,
             "build": options,

@@ -25,7 +25,7 @@ from onnxdigits.export.data import load_mnist
 from onnxdigits.export.errors import AtolError, DataError, ExportError
 from onnxdigits.export.evaluate import evaluate, knn_accuracy
 from onnxdigits.export.models import BUILDERS, build_classifier, build_cvae
-from onnxdigits.export.train import TrainConfig, train
+from onnxdigits.export.train import EPOCHS, TrainConfig, train
 from onnxdigits.export.validate import validate
 from onnxdigits.specs import FAMILIES, SUBMODELS
 
@@ -100,6 +100,14 @@ def test_augmentation_trains_but_stays_out_of_the_saved_classifier(digits, tmp_p
         0.03,
         0.1,
     )
+
+
+def test_the_cli_states_the_default_epochs_of_every_model() -> None:
+    from click.testing import CliRunner
+    from onnxdigits.cli import main
+
+    text = " ".join(CliRunner().invoke(main, ["train", "--help"]).output.split())
+    assert ", ".join(f"{family} {n}" for family, n in EPOCHS.items()) in text
 
 
 def test_every_onnx_output_matches_keras_on_real_digits(trained, exported, digits) -> None:
