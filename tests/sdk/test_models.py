@@ -201,15 +201,11 @@ def test_tile_lays_out_row_by_row(sample) -> None:
     assert not canvas[28:, 56:].any()
 
 
-def test_importing_the_sdk_loads_no_runtime_and_is_quick() -> None:
-    code = (
-        "import sys, time; t = time.perf_counter(); import onnxdigits; "
-        "print(time.perf_counter() - t, 'onnxruntime' in sys.modules)"
-    )
+def test_importing_the_sdk_defers_onnxruntime_to_the_first_model() -> None:
+    # Import speed itself is measured by `onnxdigits bench`, never asserted here.
+    code = "import sys, onnxdigits; print('onnxruntime' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    seconds, runtime = out.stdout.split()
-    assert runtime == "False"  # onnxruntime loads with the first model, not at import
-    assert float(seconds) < 2.0  # a loose bound against import-time work; `bench` measures it
+    assert out.stdout.strip() == "False"
 
 
 def test_the_sdk_never_imports_a_training_framework(tmp_path) -> None:
