@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnxruntime
 from onnxdigits import (
     Artifacts,
     Classifier,
@@ -123,8 +124,6 @@ def run(
     floats = to_batch(images)
     classifier = Classifier(store, device)
     progress(f"device {device}: sessions run on {classifier.device} ({classifier.providers[0]})")
-    import onnxruntime
-
     # A bare session: onnxruntime's defaults on the providers the SDK got.
     bare = {
         key: onnxruntime.InferenceSession(store.model_bytes(key), providers=classifier.providers)
