@@ -44,6 +44,16 @@ def _cpu_pool() -> ThreadPoolExecutor:
         return _pool
 
 
+def _forget_pool() -> None:
+    """In a forked child the pool's threads are gone: make a new pool on first use there."""
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
 def chunks(count: int, size: int, workers: int = 1) -> list[slice]:
     """Cut `count` rows into equal runs of at most `size`, as many as `workers` when that many
     runs of `MIN_PART` rows fit, and a multiple of `workers` when there are more."""

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import io
 import json
+import multiprocessing
+import os
 import re
 import struct
 import threading
@@ -531,6 +533,29 @@ def test_a_batch_size_that_is_not_a_positive_integer_is_refused(artifacts, batch
 
 # --------------------------------------------------------------------------------------------
 # Concurrency
+
+
+def _labels_in_a_child(classifier: Classifier, images: np.ndarray, queue) -> None:
+    queue.put(classifier.predict(images))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX only")
+def test_a_forked_child_can_use_a_classifier_its_parent_split_across_cores(
+    classifier, sample
+) -> None:
+    images = np.resize(sample[0], (2000, 28, 28))
+    expected = classifier.predict(images)  # the parent's pool threads now exist
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_labels_in_a_child, args=(classifier, images, queue))
+    child.start()
+    try:
+        got = queue.get(timeout=120)  # a pool inherited without its threads would hang here
+    finally:
+        child.join(timeout=10)
+        if child.is_alive():
+            child.kill()
+    np.testing.assert_array_equal(got, expected)
 
 
 @pytest.mark.parametrize(
