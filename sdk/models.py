@@ -111,13 +111,13 @@ class _Submodel:
 
         On the CPU the chunks run on one thread per core; on CUDA one after another.
         """
-        parts = chunks(len(batch), self.batch_size, self._workers)
-        if len(parts) == 1:
-            return self.session.run(self._outputs, {self._input: batch})
 
         def run(part: slice) -> list[np.ndarray]:
             return self.session.run(self._outputs, {self._input: batch[part]})
 
+        parts = chunks(len(batch), self.batch_size, self._workers)
+        if len(parts) == 1:
+            return run(parts[0])
         results = _cpu_pool().map(run, parts) if self._workers > 1 else map(run, parts)
         return [np.concatenate(outputs) for outputs in zip(*results)]
 
