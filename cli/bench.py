@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import statistics
@@ -14,8 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import click
 import numpy as np
-import onnxruntime
 from onnxdigits import (
     Artifacts,
     Classifier,
@@ -25,6 +26,8 @@ from onnxdigits import (
     grid_points,
     to_batch,
 )
+
+from .main import artifacts_option, data_option, device_option
 
 COUNT = 10_000
 
@@ -96,7 +99,7 @@ def _cold(command: list[str], repeats: int) -> float:
 
 def run(
     artifacts: Path | None,
-    device: str,
+    device: str | None,
     keras_dir: Path | None,
     data: Path | None,
     repeats: int,
@@ -109,6 +112,10 @@ def run(
         {"machine": ..., "device": ..., "rows": [{"workload", "sdk", "bare", "keras", ...}]} with
         median seconds (None where a runner is absent).
     """
+    import onnxruntime
+    from onnxdigits.session import Device
+
+    device = str(Device.parse(device))
     store = Artifacts(artifacts)
     if keras_dir is None and (store.root / "keras").is_dir():
         keras_dir = store.root / "keras"
@@ -122,7 +129,7 @@ def run(
         images, _ = store.sample()
         images = np.resize(images, (COUNT, 28, 28))  # the shipped sample, repeated to 10,000
     floats = to_batch(images)
-    classifier = Classifier(store, device)
+    classifier = Classifier(artifacts=store, device=device)
     progress(f"device {device}: sessions run on {classifier.device} ({classifier.providers[0]})")
     # A bare session: onnxruntime's defaults on the providers the SDK got.
     bare = {
@@ -172,7 +179,7 @@ def run(
         reps=max(repeats, 200),
     )
     if "vae.encoder" in bare:
-        encoder = Encoder("vae", store, device)
+        encoder = Encoder("vae", artifacts=store, device=device)
         row(
             "embed 10k (vae)",
             lambda: encoder.embed(images),
@@ -180,20 +187,20 @@ def run(
             predict("vae.encoder", floats, 1000),
             COUNT,
         )
-    for family in ("vae", "cvae"):
-        key = f"{family}.generator"
+    for model in ("vae", "cvae"):
+        key = f"{model}.generator"
         if key not in bare:
             continue
-        generator = Generator(family, store, device)
+        generator = Generator(model, artifacts=store, device=device)
         z_grid = grid_points(15)
         row(
-            f"grid 15x15 ({family})",
+            f"grid 15x15 ({model})",
             lambda g=generator: g.grid(15),
             lambda k=key, z=z_grid: bare[k].run(["image"], {"z": z}),
             predict(key, z_grid),
             225,
         )
-        if family == "vae":
+        if model == "vae":
             row(
                 "sample 10k (vae)",
                 lambda g=generator: g.sample(COUNT, 0),
@@ -287,3 +294,58 @@ def format_table(report: dict[str, Any]) -> str:
             f"{_ratio(r['sdk'], r['keras'])} | {_ratio(r['bare'], r['sdk'])} | {rate} |"
         )
     return "\n".join(lines)
+
+
+@click.command("bench", short_help="Time the SDK against bare onnxruntime and Keras.")
+@artifacts_option
+@device_option
+@click.option(
+    "--keras",
+    "keras_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Trained .keras files to compare with (training extra). Defaults to "
+    "ARTIFACTS/keras when it exists; without them the Keras column is empty.",
+)
+@data_option
+@click.option(
+    "--repeats",
+    type=click.IntRange(min=3),
+    default=7,
+    show_default=True,
+    help="Timed runs per workload after the warm-up; the median is reported.",
+)
+@click.option(
+    "--notes-loop",
+    is_flag=True,
+    help="Also time a grid made as the Keras teaching notes made it: 225 predict calls (slow).",
+)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write every figure and the machine to this JSON file.",
+)
+def bench_command(
+    artifacts: Path | None,
+    device: str | None,
+    keras_dir: Path | None,
+    data: Path | None,
+    repeats: int,
+    notes_loop: bool,
+    json_path: Path | None,
+) -> None:
+    """Time the SDK, a bare onnxruntime session and Keras side by side; print a table."""
+    report = run(
+        artifacts,
+        device,
+        keras_dir,
+        data,
+        repeats,
+        notes_loop,
+        progress=lambda line: click.echo(line, err=True),
+    )
+    click.echo(format_table(report))
+    if json_path is not None:
+        json_path.write_text(json.dumps(report, indent=2) + "\n")

@@ -8,16 +8,16 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from statistics import NormalDist
 from typing import Any
 
 import keras
 import numpy as np
-from onnxdigits import __version__, to_batch
-from onnxdigits.manifest import sha256_of
-from onnxdigits.specs import MANIFEST, SAMPLE, SCHEMA_VERSION, SUBMODELS, SubmodelSpec
+from onnxdigits import __version__, grid_points, to_batch
+from onnxdigits.manifest import Entry, ExportParity, FileEntry, Manifest, sha256_of
+from onnxdigits.specs import MANIFEST, SAMPLE, SUBMODELS, SubmodelSpec
 
 from .convert import OPSET, to_onnx
 from .errors import ExportError
@@ -53,12 +53,11 @@ def load_submodels(directory: str | os.PathLike[str]) -> dict[str, keras.Model]:
 
 
 def model_inputs(spec: SubmodelSpec, images: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
-    """Fixed real inputs for a submodel: test digits, or latent points (quantiles, then prior)."""
-    if spec.inputs[0].name == "image":
+    """Fixed real inputs for a submodel: test digits, or latent points (a 3x3 quantile grid from
+    the 5% to the 95% quantile, then draws from the prior)."""
+    if spec.input_names[0] == "image":
         return to_batch(images[:count])
-    ppf = NormalDist().inv_cdf
-    corners = [ppf(q) for q in (0.05, 0.5, 0.95)]
-    grid = np.array([[a, b] for a in corners for b in corners], dtype=np.float32)
+    grid = grid_points(3)
     rng = np.random.default_rng(seed)
     prior = rng.standard_normal((count, spec.inputs[0].shape[0]), dtype=np.float32)
     return np.concatenate([grid, prior])[:count]
@@ -72,7 +71,7 @@ def export(
     *,
     metrics: Callable[[Path], dict[str, dict[str, Any]]] | None = None,
     training: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> Manifest:
     """Export submodels to an artifacts set, validating each against Keras, all or nothing.
 
     The set is written into a temporary directory beside `out`, which replaces `out` only once
@@ -84,7 +83,7 @@ def export(
         out: the set's directory.
         x_test, y_test: real test digits (uint8) for validation, references and the sample.
         metrics: called with the new set's directory, before it replaces `out`; returns each
-            family's test metrics for the manifest.
+            model's test metrics for the manifest.
         training: the training log to record.
 
     Returns:
@@ -110,7 +109,7 @@ def export(
     staging.chmod(0o755)  # mkdtemp's 0700 would otherwise become the set's
     try:
         (staging / "references").mkdir()
-        entries: dict[str, Any] = {}
+        entries: dict[str, Entry] = {}
         for key, model in submodels.items():
             spec = SUBMODELS[key]
             data = to_onnx(model, spec).SerializeToString()
@@ -120,28 +119,23 @@ def export(
             inputs = model_inputs(spec, x_test, REFERENCE_SIZE)
             _savez(
                 staging / spec.reference,
-                {spec.inputs[0].name: inputs, **keras_outputs(model, spec, inputs)},
+                {spec.input_names[0]: inputs, **keras_outputs(model, spec, inputs)},
             )
-            entries[key] = {
-                "file": spec.file,
-                "sha256": sha256_of(data),
-                "bytes": len(data),
-                "inputs": [tensor.to_json() for tensor in spec.inputs],
-                "outputs": [tensor.to_json() for tensor in spec.outputs],
-                "latent_dim": spec.latent_dim,
-                "parity": {
-                    "atol": spec.atol,
-                    "batches": list(BATCHES),
-                    "max_abs_diff": parity,
-                },
-                "reference": _file_entry(staging, spec.reference),
-                "metrics": {},
-            }
+            entries[key] = Entry(
+                spec=spec,
+                file=spec.file,
+                sha256=sha256_of(data),
+                bytes=len(data),
+                reference=FileEntry.of(staging, spec.reference),
+                parity=ExportParity(spec.atol, BATCHES, parity),
+            )
         _savez(staging / SAMPLE, {"x_test": x_test[:SAMPLE_SIZE], "y_test": y_test[:SAMPLE_SIZE]})
-        manifest: dict[str, Any] = {
-            "schema_version": SCHEMA_VERSION,
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "producer": {
+        manifest = Manifest(
+            models=entries,
+            sample=FileEntry.of(staging, SAMPLE),
+            sample_count=int(min(SAMPLE_SIZE, len(x_test))),
+            created=datetime.now(UTC).isoformat(timespec="seconds"),
+            producer={
                 "onnxdigits": __version__,
                 "keras": keras.__version__,
                 "keras_backend": keras.backend.backend(),
@@ -150,17 +144,19 @@ def export(
                 "onnx": onnx.__version__,
                 "opset": OPSET,
             },
-            "sample": {**_file_entry(staging, SAMPLE), "count": int(min(SAMPLE_SIZE, len(x_test)))},
-            "training": training or {},
-            "models": entries,
-        }
-        _write_json(staging / MANIFEST, manifest)
+            training=training or {},
+        )
+        _write_json(staging / MANIFEST, manifest.to_json())
         if metrics is not None:
-            for family, values in metrics(staging).items():
-                for key, entry in entries.items():
-                    if SUBMODELS[key].family == family:
-                        entry["metrics"] = values
-            _write_json(staging / MANIFEST, manifest)
+            figures = metrics(staging)
+            manifest = replace(
+                manifest,
+                models={
+                    key: replace(entry, metrics=figures.get(entry.spec.model, {}))
+                    for key, entry in entries.items()
+                },
+            )
+            _write_json(staging / MANIFEST, manifest.to_json())
         _carry_over(out, staging)
         _replace(out, staging)
     except BaseException:
@@ -175,7 +171,7 @@ def export_dir(
     y_test: np.ndarray,
     keras_dir: str | os.PathLike[str] | None = None,
     **kwargs: Any,
-) -> dict[str, Any]:
+) -> Manifest:
     """Export the `.keras` files of `directory/keras` (or `keras_dir`) into `directory`."""
     keras_dir = Path(keras_dir) if keras_dir else Path(directory) / KERAS_DIR
     log_path = keras_dir / TRAINING_LOG
@@ -186,11 +182,6 @@ def export_dir(
 def _savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
     with path.open("wb") as handle:
         np.savez_compressed(handle, **arrays)
-
-
-def _file_entry(root: Path, relpath: str) -> dict[str, Any]:
-    data = (root / relpath).read_bytes()
-    return {"file": relpath, "sha256": sha256_of(data), "bytes": len(data)}
 
 
 def _write_json(path: Path, value: Any) -> None:

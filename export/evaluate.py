@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
+import keras
 import numpy as np
 from onnxdigits import Artifacts, Classifier, Encoder, Generator, grid_points, to_batch
+from onnxdigits.manifest import ArtifactsLike
 from onnxdigits.specs import LATENT_MODELS, SUBMODELS
 
-EPSILON = 1e-7  # Keras' clip for binary cross-entropy
+from .models import elbo_terms
 
 
 def knn_accuracy(
@@ -30,23 +31,22 @@ def knn_accuracy(
 def negative_elbo(
     encoder: Encoder, generator: Generator, images: np.ndarray, samples: int, seed: int
 ) -> float:
-    """Mean over images of summed pixel BCE plus KL, the expectation over z from `samples` draws."""
-    x = to_batch(images).reshape(len(images), -1).astype(np.float64)
-    z_mean, z_log_var = (v.astype(np.float64) for v in encoder.encode(images))
-    kl = -0.5 * np.sum(1 + z_log_var - z_mean**2 - np.exp(z_log_var), axis=1)
+    """The mean over images of the negative ELBO that training minimises (`elbo_terms`), its
+    expectation over z ~ q(z|x) taken from `samples` draws per image."""
+    x = to_batch(images)
+    z_mean, z_log_var = encoder.encode(images)
     rng = np.random.default_rng(seed)
-    bce = np.zeros(len(x))
+    total = np.zeros(len(x), np.float64)
     for _ in range(samples):
-        z = z_mean + np.exp(0.5 * z_log_var) * rng.standard_normal(z_mean.shape)
-        p = np.clip(
-            generator.decode(z.astype(np.float32)).reshape(len(x), -1), EPSILON, 1 - EPSILON
-        )
-        bce -= np.sum(x * np.log(p) + (1 - x) * np.log1p(-p), axis=1)
-    return float(np.mean(bce / samples + kl))
+        eps = rng.standard_normal(z_mean.shape, dtype=np.float32)
+        reconstruction = generator.decode(z_mean + np.exp(0.5 * z_log_var) * eps)
+        bce, kl = elbo_terms(x, reconstruction, z_mean, z_log_var)
+        total += keras.ops.convert_to_numpy(bce + kl)
+    return float(np.mean(total / samples))
 
 
 def evaluate(
-    artifacts: str | os.PathLike[str] | Artifacts | None,
+    artifacts: ArtifactsLike,
     x_train: np.ndarray,
     y_train: np.ndarray,
     x_test: np.ndarray,
@@ -54,7 +54,7 @@ def evaluate(
     *,
     samples: int = 10,
     seed: int = 0,
-    device: str = "cpu",
+    device: str | None = "cpu",
 ) -> dict[str, dict[str, Any]]:
     """Compute the quality figures of every model in a set.
 
@@ -63,34 +63,33 @@ def evaluate(
         x_train, y_train: uint8 images and labels the 5-NN vote is fit on.
         x_test, y_test: uint8 images and labels everything is measured on.
         samples: draws of z per image for the VAEs' ELBO.
+        device: where to run the ONNX files (see `onnxdigits.Classifier`).
 
     Returns:
-        By family: classifier `test_accuracy`; ae `test_mse`; vae and cvae `test_neg_elbo` (nats
+        By model: classifier `test_accuracy`; ae `test_mse`; vae and cvae `test_neg_elbo` (nats
         per image); every latent model `knn5_accuracy`; the VAEs `grid_confident`, the share of
         their 15x15 grid that the classifier labels with probability >= 0.9. Each also records
         the image counts it used.
     """
-    artifacts = artifacts if isinstance(artifacts, Artifacts) else Artifacts(artifacts)
-    present = {SUBMODELS[key].family for key in artifacts.keys}
+    artifacts = Artifacts.of(artifacts)
+    present = {SUBMODELS[key].model for key in artifacts.keys}
     counts = {"test_images": int(len(x_test)), "train_images": int(len(x_train))}
     figures: dict[str, dict[str, Any]] = {}
-    classifier = Classifier(artifacts, device) if "classifier" in present else None
+    classifier = Classifier(artifacts=artifacts, device=device) if "classifier" in present else None
     if classifier is not None:
         accuracy = float(np.mean(classifier.predict(x_test) == y_test))
         figures["classifier"] = {"test_accuracy": accuracy, "test_images": counts["test_images"]}
-    for family in LATENT_MODELS:
-        if family not in present:
+    for model in LATENT_MODELS:
+        if model not in present:
             continue
-        encoder, generator = (
-            Encoder(family, artifacts, device),
-            Generator(family, artifacts, device),
-        )
+        encoder = Encoder(model, artifacts=artifacts, device=device)
+        generator = Generator(model, artifacts=artifacts, device=device)
         result: dict[str, Any] = {
             "knn5_accuracy": knn_accuracy(
                 encoder.embed(x_train), y_train, encoder.embed(x_test), y_test
             ),
         }
-        if family == "ae":
+        if model == "ae":
             decoded = generator.decode(encoder.embed(x_test))
             result["test_mse"] = float(np.mean((decoded - to_batch(x_test)[..., 0]) ** 2))
         else:
@@ -101,5 +100,5 @@ def evaluate(
             result["grid_confident"] = float(
                 np.mean(classifier.predict_proba(cells).max(axis=1) >= 0.9)
             )
-        figures[family] = {**result, **counts}
+        figures[model] = {**result, **counts}
     return figures

@@ -1,4 +1,5 @@
-"""The notes' four models in Keras 3, built from small named blocks with `keras.ops` only.
+"""The four models of the notes (the two Keras teaching notes this project grew from, which the
+README describes) in Keras 3, built from small named blocks with `keras.ops` only.
 
 Each builder returns its trainable model and the submodels that export takes, keyed as in the
 manifest ("vae.encoder", ...). Submodels share their layers with the trainable model.
@@ -58,16 +59,22 @@ class VAE(keras.Model):
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):  # type: ignore[no-untyped-def]
         reconstruction, z_mean, z_log_var = y_pred
-        return ops.mean(negative_elbo(x, reconstruction, z_mean, z_log_var))
+        bce, kl = elbo_terms(x, reconstruction, z_mean, z_log_var)
+        return ops.mean(bce + kl)
 
 
-def negative_elbo(images, reconstruction, z_mean, z_log_var):  # type: ignore[no-untyped-def]
-    """Per-image binary cross-entropy summed over the 784 pixels, plus KL(q(z|x) || N(0, I))."""
+def elbo_terms(images, reconstruction, z_mean, z_log_var):  # type: ignore[no-untyped-def]
+    """The two terms of each image's negative ELBO, in nats.
+
+    Returns:
+        (reconstruction, kl), each (N,): binary cross-entropy summed over the 784 pixels (Keras
+        clips probabilities to [1e-7, 1 - 1e-7]), and KL(q(z|x) || N(0, I)).
+    """
     target = ops.reshape(images, (-1, PIXELS))
     output = ops.reshape(reconstruction, (-1, PIXELS))
     bce = ops.sum(ops.binary_crossentropy(target, output), axis=-1)
     kl = -0.5 * ops.sum(1.0 + z_log_var - ops.square(z_mean) - ops.exp(z_log_var), axis=-1)
-    return bce + kl
+    return bce, kl
 
 
 def conv_stage(x, filters: int, name: str):  # type: ignore[no-untyped-def]
@@ -114,11 +121,11 @@ def build_classifier(
     return {"classifier": keras.Model(image, probs, name="classifier")}
 
 
-def _dense_generator(family: str, hidden: Sequence[int], latent_dim: int) -> keras.Model:
+def _dense_generator(model: str, hidden: Sequence[int], latent_dim: int) -> keras.Model:
     z = keras.Input((latent_dim,), name="z")
-    x = dense_stack(z, list(reversed(hidden)), "decoder")
+    x = dense_stack(z, list(reversed(hidden)), "generator")
     x = layers.Dense(PIXELS, activation="sigmoid", name="pixels")(x)
-    return keras.Model(z, layers.Reshape(IMAGE_SHAPE, name="digit")(x), name=f"{family}_generator")
+    return keras.Model(z, layers.Reshape(IMAGE_SHAPE, name="digit")(x), name=f"{model}_generator")
 
 
 def build_ae(
@@ -201,7 +208,7 @@ def build_cvae(
 
     z = keras.Input((latent_dim,), name="z")
     side = IMAGE_SHAPE[0] // 2
-    x = dense_stack(z, (dense, side * side * filters), "decoder")
+    x = dense_stack(z, (dense, side * side * filters), "generator")
     x = layers.Reshape((side, side, filters), name="unflatten")(x)
     for i in (1, 2):
         x = layers.Conv2DTranspose(

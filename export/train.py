@@ -11,14 +11,14 @@ from pathlib import Path
 import keras
 import numpy as np
 from onnxdigits import to_batch
-from onnxdigits.specs import FAMILIES, IMAGE_SHAPE, SUBMODELS
+from onnxdigits.specs import IMAGE_SHAPE, MODELS, SUBMODELS
 
 from .errors import ExportError
 from .models import BUILDERS
 
 KERAS_DIR = "keras"
 TRAINING_LOG = "training.json"
-# Epochs of each family when TrainConfig.epochs is None: those of the shipped set.
+# Epochs of each model when TrainConfig.epochs is None: those of the shipped set.
 EPOCHS = {"classifier": 40, "ae": 30, "vae": 30, "cvae": 30}
 
 
@@ -26,7 +26,7 @@ EPOCHS = {"classifier": 40, "ae": 30, "vae": 30, "cvae": 30}
 class TrainConfig:
     """How to fit a model. The defaults are those of the shipped artifacts."""
 
-    epochs: int | None = None  # None: each family's own, from EPOCHS
+    epochs: int | None = None  # None: each model's own, from EPOCHS
     batch_size: int = 128
     learning_rate: float = 1e-3
     seed: int = 0
@@ -57,7 +57,7 @@ def _augmentation(config: TrainConfig) -> list[keras.layers.Layer]:
 
 def _fit(
     models: dict[str, keras.Model],
-    family: str,
+    name: str,
     x: np.ndarray,
     y: np.ndarray,
     x_val: np.ndarray,
@@ -65,13 +65,13 @@ def _fit(
     config: TrainConfig,
     epochs: int,
 ) -> keras.callbacks.History:
-    """Fit one family with Adam, its rate decayed to zero along a cosine over every step."""
-    model = models[family]
+    """Fit one model with Adam, its rate decayed to zero along a cosine over every step."""
+    model = models[name]
     steps = epochs * int(np.ceil(len(x) / config.batch_size))
     optimizer = keras.optimizers.Adam(
         keras.optimizers.schedules.CosineDecay(config.learning_rate, steps)
     )
-    if family == "classifier":
+    if name == "classifier":
         augment = _augmentation(config)
         if augment:
             model = keras.Sequential(
@@ -80,7 +80,7 @@ def _fit(
             )
         model.compile(optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         target, val_target = y, y_val
-    elif family == "ae":
+    elif name == "ae":
         model.compile(optimizer, loss="mse")
         target, val_target = x, x_val
     else:  # the VAEs compute their own loss
@@ -97,7 +97,7 @@ def _fit(
 
 
 def train(
-    families: Iterable[str],
+    models: Iterable[str],
     x_train: np.ndarray,
     y_train: np.ndarray,
     config: TrainConfig = TrainConfig(),
@@ -107,23 +107,23 @@ def train(
     """Build and fit models, and save their exportable submodels.
 
     Args:
-        families: any of "classifier", "ae", "vae", "cvae".
+        models: any of "classifier", "ae", "vae", "cvae".
         x_train: uint8 images (N, 28, 28); y_train: labels (N,).
         config: epochs, batch size, learning rate, seed, limit and validation hold-out.
         out: if given, each submodel is saved as `out/keras/<key>.keras` and the histories in
             `out/keras/training.json`.
-        build_options: keyword arguments for each family's builder, e.g. {"vae": {"hidden": [512]}}.
+        build_options: keyword arguments for each model's builder, e.g. {"vae": {"hidden": [512]}}.
 
     Returns:
         The fitted submodels by manifest key ("classifier", "vae.encoder", ...).
 
     Raises:
-        ExportError: an unknown family, or too few images.
+        ExportError: an unknown model, or too few images.
     """
-    families = list(families)
-    unknown = sorted(set(families) - set(FAMILIES))
+    models = list(models)
+    unknown = sorted(set(models) - set(MODELS))
     if unknown:
-        raise ExportError(f"unknown models {unknown}; choose from {', '.join(FAMILIES)}")
+        raise ExportError(f"unknown models {unknown}; choose from {', '.join(MODELS)}")
     if config.limit is not None:
         x_train, y_train = x_train[: config.limit], y_train[: config.limit]
     held = min(config.validation, len(x_train) // 10)
@@ -140,22 +140,22 @@ def train(
         )
     submodels: dict[str, keras.Model] = {}
     log: dict[str, object] = {}
-    for family in families:
+    for name in models:
         keras.utils.set_random_seed(config.seed)
-        options = dict((build_options or {}).get(family, {}))
-        if family in ("vae", "cvae"):
+        options = dict((build_options or {}).get(name, {}))
+        if name in ("vae", "cvae"):
             options.setdefault("seed", config.seed)
-        models = BUILDERS[family](**options)
-        epochs = config.epochs or EPOCHS[family]
-        history = _fit(models, family, x_fit, y_fit, x_val, y_val, config, epochs)
-        log[family] = {
+        built = BUILDERS[name](**options)
+        epochs = config.epochs or EPOCHS[name]
+        history = _fit(built, name, x_fit, y_fit, x_val, y_val, config, epochs)
+        log[name] = {
             "config": {**asdict(config), "epochs": epochs},
             "images": len(x_fit),
             "validation": held,
             "build": options,
             "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
         }
-        submodels.update({key: model for key, model in models.items() if key in SUBMODELS})
+        submodels.update({key: model for key, model in built.items() if key in SUBMODELS})
     if out is not None:
         save(submodels, Path(out) / KERAS_DIR, log)
     return submodels

@@ -1,4 +1,7 @@
-"""The errors that onnxdigits raises: one base class and three kinds."""
+"""The errors that onnxdigits raises: one base class and three kinds; and the count check."""
+
+import numbers
+from typing import Any
 
 
 class OnnxDigitsError(Exception):
@@ -15,3 +18,14 @@ class ArtifactError(OnnxDigitsError):
 
 class DeviceError(OnnxDigitsError):
     """A device that was asked for and cannot be had."""
+
+
+def check_count(name: str, value: Any, minimum: int = 1) -> int:
+    """Return `value` as an int if it is an integer of at least `minimum`; else raise InputError.
+
+    Booleans are refused: True is no count.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        least = "a positive integer" if minimum == 1 else f"an integer of at least {minimum}"
+        raise InputError(f"{name} must be {least}; got {value!r}")
+    return int(value)

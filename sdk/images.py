@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import InputError
+from .errors import InputError, check_count
 from .specs import IMAGE_SHAPE
 
 SIDE = IMAGE_SHAPE[0]
@@ -196,9 +196,7 @@ def tile(images: np.ndarray, columns: int | None = None) -> np.ndarray:
     """
     images = _reshape(_as_array(images))
     count = len(images)
-    if columns is not None and (not isinstance(columns, (int, np.integer)) or columns < 1):
-        raise InputError(f"columns must be a positive integer; got {columns!r}")
-    columns = columns or math.ceil(math.sqrt(count))
+    columns = math.ceil(math.sqrt(count)) if columns is None else check_count("columns", columns)
     rows = math.ceil(count / columns)
     canvas = np.zeros((rows * columns, SIDE, SIDE), images.dtype)
     canvas[:count] = images

@@ -10,13 +10,11 @@ from statistics import NormalDist
 
 import numpy as np
 
-from .errors import ArtifactError, InputError, OnnxDigitsError
+from .errors import ArtifactError, InputError, OnnxDigitsError, check_count
 from .images import Images, tile, to_batch
-from .manifest import Artifacts
+from .manifest import Artifacts, ArtifactsLike
 from .session import CUDA, create_session
 from .specs import LATENT_MODELS
-
-ArtifactsLike = Artifacts | str | os.PathLike[str] | None
 
 # onnxruntime's CUDA provider fails inside cuDNN MaxPool on a run of 65,536 images, so larger
 # calls are cut into chunks. On the CPU, single-threaded sessions each given a chunk of about a
@@ -70,28 +68,27 @@ class _Submodel:
     """One verified ONNX submodel in one onnxruntime session."""
 
     def __init__(
-        self, key: str, artifacts: ArtifactsLike, device: str, fast: bool, batch_size: int | None
+        self,
+        key: str,
+        artifacts: ArtifactsLike,
+        device: str | None,
+        fast: bool,
+        batch_size: int | None,
     ) -> None:
-        if batch_size is not None and (
-            not isinstance(batch_size, (int, np.integer)) or batch_size < 1
-        ):
-            raise InputError(f"batch_size must be a positive integer; got {batch_size!r}")
-        self.artifacts = artifacts if isinstance(artifacts, Artifacts) else Artifacts(artifacts)
+        if batch_size is not None:
+            batch_size = check_count("batch_size", batch_size)
+        self.artifacts = Artifacts.of(artifacts)
         self.entry = self.artifacts.entry(key)
         self.session = create_session(
             self.artifacts.model_bytes(key), device, fast=fast, cpu_threads=1
         )
         spec = self.entry.spec
-        graph = (
+        problem = spec.mismatch(
             [value.name for value in self.session.get_inputs()],
             [value.name for value in self.session.get_outputs()],
         )
-        expected = ([t.name for t in spec.inputs], [t.name for t in spec.outputs])
-        if graph != expected:
-            raise ArtifactError(
-                f"{self.entry.file} maps {graph[0]} to {graph[1]}, not {expected[0]} to "
-                f"{expected[1]} as {key!r} should; export the set again"
-            )
+        if problem:
+            raise ArtifactError(f"{self.entry.file} {problem}; export the set again")
         self.providers: list[str] = self.session.get_providers()
         if self.providers[0] == CUDA:
             index = self.session.get_provider_options()[CUDA].get("device_id", "0")
@@ -100,8 +97,8 @@ class _Submodel:
             self.device = "cpu"
         self.batch_size = int(batch_size or CHUNK[self.device.split(":")[0]])
         self._workers = _cores() if self.device == "cpu" else 1
-        self._input = expected[0][0]
-        self._outputs = expected[1]
+        self._input = spec.input_names[0]
+        self._outputs = spec.output_names
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.entry.spec.key!r}, device={self.device!r})"
@@ -128,7 +125,8 @@ class Classifier(_Submodel):
     Args:
         artifacts: an `Artifacts` set or its directory; None for `$ONNXDIGITS_ARTIFACTS`, else
             the set shipped with the package.
-        device: "auto", "cpu", "cuda" or "cuda:N" (see `create_session`).
+        device: "auto", "cpu", "cuda" or "cuda:N"; None for `$ONNXDIGITS_DEVICE`, else "auto"
+            (see `create_session`).
         fast: on CUDA, allow TF32; outputs then drift from Keras by more than 1e-4.
         batch_size: the largest run given to onnxruntime at once; larger calls are chunked.
 
@@ -140,9 +138,9 @@ class Classifier(_Submodel):
 
     def __init__(
         self,
-        artifacts: ArtifactsLike = None,
-        device: str = "auto",
         *,
+        artifacts: ArtifactsLike = None,
+        device: str | None = None,
         fast: bool = False,
         batch_size: int | None = None,
     ) -> None:
@@ -165,9 +163,9 @@ class _LatentSubmodel(_Submodel):
     def __init__(
         self,
         model: str = "vae",
-        artifacts: ArtifactsLike = None,
-        device: str = "auto",
         *,
+        artifacts: ArtifactsLike = None,
+        device: str | None = None,
         fast: bool = False,
         batch_size: int | None = None,
     ) -> None:
@@ -208,8 +206,7 @@ def grid_points(n: int = 15, lo: float = 0.05, hi: float = 0.95) -> np.ndarray:
     Raises:
         InputError: n < 1, or not 0 < lo < hi < 1.
     """
-    if not isinstance(n, (int, np.integer)) or n < 1:
-        raise InputError(f"n must be a positive integer; got {n!r}")
+    n = check_count("n", n)
     if not 0.0 < lo < hi < 1.0:
         raise InputError(f"the quantiles need 0 < lo < hi < 1; got lo={lo}, hi={hi}")
     ppf = NormalDist().inv_cdf
@@ -246,10 +243,9 @@ class Generator(_LatentSubmodel):
 
     def sample(self, n: int, seed: int | None = None) -> np.ndarray:
         """Decode `n` points drawn from the prior N(0, I): float32 (n, 28, 28)."""
-        if not isinstance(n, (int, np.integer)) or n < 1:
-            raise InputError(f"n must be a positive integer; got {n!r}")
+        n = check_count("n", n)
         rng = np.random.default_rng(seed)
-        return self.decode(rng.standard_normal((int(n), self.latent_dim), dtype=np.float32))
+        return self.decode(rng.standard_normal((n, self.latent_dim), dtype=np.float32))
 
     def grid(self, n: int = 15, lo: float = 0.05, hi: float = 0.95) -> np.ndarray:
         """Decode the notes' latent manifold (`grid_points`) in one batched call.
@@ -266,10 +262,9 @@ class Generator(_LatentSubmodel):
 
     def interpolate(self, z0: np.ndarray, z1: np.ndarray, steps: int = 10) -> np.ndarray:
         """Decode `steps` points on the line from z0 to z1, both ends included: (steps, 28, 28)."""
-        if not isinstance(steps, (int, np.integer)) or steps < 2:
-            raise InputError(f"steps must be an integer of at least 2; got {steps!r}")
+        steps = check_count("steps", steps, minimum=2)
         start, end = (self._latents(np.asarray(z).reshape(1, -1))[0] for z in (z0, z1))
-        t = np.linspace(0.0, 1.0, int(steps), dtype=np.float32)[:, None]
+        t = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]
         return self.decode(start + t * (end - start))
 
     def _latents(self, z: object) -> np.ndarray:
@@ -291,9 +286,13 @@ class Generator(_LatentSubmodel):
 
 
 def reconstruct(
-    images: Images, model: str = "vae", artifacts: ArtifactsLike = None, device: str = "auto"
+    images: Images,
+    model: str = "vae",
+    *,
+    artifacts: ArtifactsLike = None,
+    device: str | None = None,
 ) -> np.ndarray:
     """Encode images and decode their embeddings: float32 (N, 28, 28) in [0, 1]."""
-    encoder = Encoder(model, artifacts, device)
-    generator = Generator(model, encoder.artifacts, device)
+    encoder = Encoder(model, artifacts=artifacts, device=device)
+    generator = Generator(model, artifacts=encoder.artifacts, device=device)
     return generator.decode(encoder.embed(images))

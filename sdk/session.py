@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import sys
 import threading
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 from .errors import DeviceError
@@ -16,6 +20,7 @@ if TYPE_CHECKING:
 
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
+ENV_VAR = "ONNXDIGITS_DEVICE"
 _DEVICE = re.compile(r"^(auto|cpu|cuda)(?::(\d+))?$")
 _cuda_failures: dict[int, str] = {}
 _lock = threading.Lock()
@@ -30,22 +35,49 @@ class Device:
     index: int = 0
 
     @classmethod
-    def parse(cls, device: str) -> Device:
+    def parse(cls, device: str | None) -> Device:
+        """Parse a request; None means `$ONNXDIGITS_DEVICE`, else "auto".
+
+        Raises:
+            DeviceError: not one of the forms above (the variable's name is given when the
+                bad value came from it).
+        """
+        origin = ""
+        if device is None:
+            device = os.environ.get(ENV_VAR) or "auto"
+            origin = f" (from ${ENV_VAR})"
         match = _DEVICE.match(device.strip().lower()) if isinstance(device, str) else None
         if match is None or (match[1] == "cpu" and match[2]) or (match[1] == "auto" and match[2]):
-            raise DeviceError(f'unknown device {device!r}; use "auto", "cpu", "cuda" or "cuda:N"')
+            raise DeviceError(
+                f'unknown device {device!r}{origin}; use "auto", "cpu", "cuda" or "cuda:N"'
+            )
         return cls(match[1], int(match[2] or 0))
+
+    def __str__(self) -> str:
+        return f"cuda:{self.index}" if self.kind == "cuda" and self.index else self.kind
+
+
+def gpu_present() -> bool:
+    """Whether this machine shows an NVIDIA GPU to its driver (cheap: no CUDA is loaded)."""
+    gpus = Path("/proc/driver/nvidia/gpus")
+    if gpus.is_dir() and any(gpus.iterdir()):
+        return True
+    if any(Path("/dev").glob("nvidia[0-9]*")):
+        return True
+    return sys.platform == "win32" and shutil.which("nvidia-smi") is not None
 
 
 def create_session(
-    model: bytes, device: str = "auto", *, fast: bool = False, cpu_threads: int = 0
+    model: bytes, device: str | None = None, *, fast: bool = False, cpu_threads: int = 0
 ) -> onnxruntime.InferenceSession:
     """Create an onnxruntime session on the device asked for, and check what it really got.
 
     Args:
         model: the ONNX model's bytes, already verified against the manifest.
-        device: "auto" (CUDA when it really comes up, else the CPU with one warning), "cpu",
-            "cuda" or "cuda:N".
+        device: "auto" (CUDA when it really comes up, else the CPU), "cpu", "cuda" or
+            "cuda:N"; None for `$ONNXDIGITS_DEVICE`, else "auto". "auto" warns once when this
+            machine has an NVIDIA GPU but CUDA does not come up; without a GPU it picks the CPU
+            quietly.
         fast: on CUDA, allow TF32 matrix maths; exact float32 otherwise.
         cpu_threads: onnxruntime's intra-op threads when the session runs on the CPU; 0 for
             its default (one per core).
@@ -68,41 +100,40 @@ def create_session(
                 return session
             _cuda_failures[request.index] = reason
         if request.kind == "cuda":
-            raise DeviceError(f"device {device!r} cannot be had: {reason}")
-        _warn_once(
-            f"running on the CPU: {reason}. "
-            "Pass device='cpu' (--device cpu) to choose it and silence this."
-        )
+            raise DeviceError(f"device {str(request)!r} cannot be had: {reason}")
+        if gpu_present():
+            _warn_once(
+                f"running on the CPU although this machine has an NVIDIA GPU: {reason}. "
+                "Pass device='cpu' (--device cpu) to choose it and silence this."
+            )
     options.intra_op_num_threads = cpu_threads
     return ort.InferenceSession(model, options, providers=[CPU])
 
 
 def _try_cuda(
-    ort: object, model: bytes, options: object, index: int, fast: bool
+    ort: ModuleType, model: bytes, options: onnxruntime.SessionOptions, index: int, fast: bool
 ) -> tuple[onnxruntime.InferenceSession | None, str]:
     """Return a CUDA session, or None and the reason CUDA did not come up."""
-    if CUDA not in ort.get_available_providers():  # type: ignore[attr-defined]
+    if CUDA not in ort.get_available_providers():
         return None, (
-            f"this onnxruntime {ort.__version__} has no CUDA execution provider; "  # type: ignore[attr-defined]
+            f"this onnxruntime {ort.__version__} has no CUDA execution provider; "
             "install onnxruntime-gpu on a Linux or Windows x86-64 machine with an NVIDIA GPU"
         )
     cuda_options = {"device_id": str(index), "use_tf32": "1" if fast else "0"}
     # onnxruntime logs its own failure to load the CUDA libraries at error level before falling
     # back silently; the caller reports it once, in words, instead.
     with _lock:
-        ort.set_default_logger_severity(4)  # type: ignore[attr-defined]
+        ort.set_default_logger_severity(4)
         try:
-            session = ort.InferenceSession(  # type: ignore[attr-defined]
-                model, options, providers=[(CUDA, cuda_options), CPU]
-            )
+            session = ort.InferenceSession(model, options, providers=[(CUDA, cuda_options), CPU])
         except Exception as exc:  # onnxruntime raises its own untyped errors for a bad device id
             return None, f"onnxruntime could not start CUDA device {index}: {exc}"
         finally:
-            ort.set_default_logger_severity(2)  # onnxruntime's default; it has no getter  # type: ignore[attr-defined]
+            ort.set_default_logger_severity(2)  # onnxruntime's default; it has no getter
     if session.get_providers()[0] != CUDA:
         return None, (
             "onnxruntime-gpu could not load CUDA (no NVIDIA driver or GPU, or the CUDA and cuDNN "
-            f"libraries that onnxruntime {ort.__version__} needs are missing)"  # type: ignore[attr-defined]
+            f"libraries that onnxruntime {ort.__version__} needs are missing)"
         )
     return session, ""
 

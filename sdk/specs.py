@@ -39,9 +39,26 @@ class SubmodelSpec:
     atol: float = ATOL
 
     @property
-    def family(self) -> str:
+    def model(self) -> str:
         """The trained model it comes from: "vae" for "vae.encoder"."""
         return self.key.split(".")[0]
+
+    @property
+    def input_names(self) -> list[str]:
+        return [tensor.name for tensor in self.inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [tensor.name for tensor in self.outputs]
+
+    def mismatch(self, inputs: list[str], outputs: list[str]) -> str | None:
+        """Say how tensor names differ from the contract's, or None when they agree."""
+        if (inputs, outputs) == (self.input_names, self.output_names):
+            return None
+        return (
+            f"maps {inputs} to {outputs}, not {self.input_names} to {self.output_names} "
+            f"as {self.key!r} should"
+        )
 
     @property
     def file(self) -> str:
@@ -64,19 +81,19 @@ SUBMODELS: dict[str, SubmodelSpec] = {
         SubmodelSpec("ae.generator", (_z,), (_image,), LATENT_DIM),
         *(
             spec
-            for family in ("vae", "cvae")
+            for model in ("vae", "cvae")
             for spec in (
                 SubmodelSpec(
-                    f"{family}.encoder",
+                    f"{model}.encoder",
                     (_image,),
                     (TensorSpec("z_mean", (LATENT_DIM,)), TensorSpec("z_log_var", (LATENT_DIM,))),
                     LATENT_DIM,
                 ),
-                SubmodelSpec(f"{family}.generator", (_z,), (_image,), LATENT_DIM),
+                SubmodelSpec(f"{model}.generator", (_z,), (_image,), LATENT_DIM),
             )
         ),
     )
 }
 
-FAMILIES = ("classifier", "ae", "vae", "cvae")
-LATENT_MODELS = ("ae", "vae", "cvae")
+MODELS = ("classifier", "ae", "vae", "cvae")  # the trained models; a submodel's key starts so
+LATENT_MODELS = MODELS[1:]

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import numpy as np
 
 from .errors import ArtifactError
-from .manifest import Artifacts
+from .manifest import Artifacts, ArtifactsLike
 from .session import CUDA, create_session
 
 GPU_ATOL = 1e-4  # exact mode on CUDA: TF32 off, but other kernels and summation orders
@@ -47,8 +46,8 @@ class Parity:
 
 
 def check_parity(
-    artifacts: Artifacts | str | os.PathLike[str] | None = None,
-    device: str = "auto",
+    artifacts: ArtifactsLike = None,
+    device: str | None = None,
     *,
     fast: bool = False,
 ) -> list[Parity]:
@@ -67,7 +66,7 @@ def check_parity(
         ArtifactError: a file is missing or fails its checksum.
         DeviceError: the device cannot be had.
     """
-    artifacts = artifacts if isinstance(artifacts, Artifacts) else Artifacts(artifacts)
+    artifacts = Artifacts.of(artifacts)
     results = []
     for key in artifacts.keys:
         entry = artifacts.entry(key)
@@ -75,8 +74,8 @@ def check_parity(
         session = create_session(artifacts.model_bytes(key), device, fast=fast)
         provider = session.get_providers()[0]
         atol = max(entry.spec.atol, GPU_ATOL) if provider == CUDA else entry.spec.atol
-        names = [tensor.name for tensor in entry.spec.outputs]
-        missing = {t.name for t in entry.spec.inputs + entry.spec.outputs} - set(reference)
+        names = entry.spec.output_names
+        missing = {*entry.spec.input_names, *names} - set(reference)
         if missing:
             raise ArtifactError(f"the reference of {key!r} lacks {sorted(missing)}")
         feed = {tensor.name: reference[tensor.name] for tensor in entry.spec.inputs}

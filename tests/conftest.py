@@ -24,7 +24,7 @@ def sample(artifacts: onnxdigits.Artifacts) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.fixture(scope="session")
 def classifier(artifacts: onnxdigits.Artifacts) -> onnxdigits.Classifier:
-    return onnxdigits.Classifier(artifacts, device="cpu")
+    return onnxdigits.Classifier(artifacts=artifacts, device="cpu")
 
 
 @pytest.fixture

@@ -363,3 +363,42 @@ def test_training_commands_say_how_to_install_the_extra(
     error = assert_one_line_error(result)
     assert TRAIN_EXTRA in error
     assert "pip install 'onnxdigits[train]'" in result.output
+
+
+# --- the group's help and error boundary ---------------------------------------------------------
+
+
+def test_the_group_help_lists_every_command_whole() -> None:
+    lines = run("--help").stdout.splitlines()
+    for name, command in main.commands.items():
+        row = next(line for line in lines if line.split()[:1] == [name])
+        assert command.short_help and command.short_help in row, row
+        assert "..." not in row and "…" not in row, row
+
+
+@pytest.mark.parametrize("name", sorted(main.commands))
+def test_every_default_is_stated_once(name: str) -> None:
+    for option in main.commands[name].params:
+        if isinstance(option, click.Option) and option.show_default:
+            assert "Defaults to" not in (option.help or ""), f"{name} {option.opts[0]}"
+
+
+def test_a_report_keeps_its_items_on_their_own_lines() -> None:
+    from onnxdigits.cli.main import Group
+
+    group = Group()
+
+    @group.command()
+    def fail() -> None:
+        raise onnxdigits.OnnxDigitsError(
+            "classifier differs from Keras:\n- probs (batch 1): max diff = 2.0e-03 (atol 1e-05)"
+            "\n- probs (batch 256): max diff = 3.0e-03\n  (atol 1e-05)"
+        )
+
+    result = CliRunner().invoke(group, ["fail"])
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        "Error: classifier differs from Keras:",
+        "- probs (batch 1): max diff = 2.0e-03 (atol 1e-05)",
+        "- probs (batch 256): max diff = 3.0e-03 (atol 1e-05)",
+    ]

@@ -13,7 +13,7 @@ pytest.importorskip("tensorflow", reason="the export tests need the train extra"
 
 from onnxdigits.export.artifacts import export_dir  # noqa: E402
 from onnxdigits.export.train import TrainConfig, train  # noqa: E402
-from onnxdigits.specs import FAMILIES  # noqa: E402
+from onnxdigits.specs import MODELS  # noqa: E402
 
 TRAIN_IMAGES = 300
 
@@ -35,12 +35,12 @@ def trained(tmp_path_factory: pytest.TempPathFactory, digits) -> tuple[Path, dic
     """Every model trained for one epoch, saved under run/keras."""
     run = tmp_path_factory.mktemp("run")
     config = TrainConfig(epochs=1, batch_size=64, validation=30, verbose=0)
-    submodels = train(FAMILIES, digits["x_train"], digits["y_train"], config, run)
+    submodels = train(MODELS, digits["x_train"], digits["y_train"], config, run)
     return run, submodels
 
 
 @pytest.fixture(scope="session")
 def exported(trained, digits) -> tuple[Path, dict]:
-    """The trained models exported into run/, with their manifest."""
+    """The trained models exported into run/, with their manifest as JSON."""
     run, _ = trained
-    return run, export_dir(run, digits["x_test"], digits["y_test"])
+    return run, export_dir(run, digits["x_test"], digits["y_test"]).to_json()

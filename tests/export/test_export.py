@@ -27,7 +27,7 @@ from onnxdigits.export.evaluate import evaluate, knn_accuracy
 from onnxdigits.export.models import BUILDERS, build_classifier, build_cvae
 from onnxdigits.export.train import EPOCHS, TrainConfig, train
 from onnxdigits.export.validate import validate
-from onnxdigits.specs import FAMILIES, SUBMODELS
+from onnxdigits.specs import MODELS, SUBMODELS
 
 
 def _digest(root: Path) -> dict[str, str]:
@@ -38,7 +38,7 @@ def _digest(root: Path) -> dict[str, str]:
     }
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", MODELS)
 def test_every_model_builds_with_named_parts(family: str) -> None:
     models = BUILDERS[family]()
     assert family in models
@@ -82,8 +82,8 @@ def test_training_saves_every_submodel_loadable_in_safe_mode(trained) -> None:
             assert not isinstance(layer, keras.layers.Lambda), f"{key} has a Lambda layer"
             stack.extend(getattr(layer, "layers", []))
     log = json.loads((run / "keras" / "training.json").read_text())
-    assert set(log) == set(FAMILIES)
-    assert all(log[f]["config"]["epochs"] == 1 and log[f]["history"]["loss"] for f in FAMILIES)
+    assert set(log) == set(MODELS)
+    assert all(log[f]["config"]["epochs"] == 1 and log[f]["history"]["loss"] for f in MODELS)
 
 
 def test_augmentation_trains_but_stays_out_of_the_saved_classifier(digits, tmp_path) -> None:
@@ -159,7 +159,7 @@ def test_the_exported_set_serves_the_sdk_and_reproduces_its_references(exported)
 
     results = check_parity(run, "cpu")
     assert results and all(result.ok for result in results)
-    assert onnxdigits.Generator("cvae", run, "cpu").grid(2).shape == (56, 56)
+    assert onnxdigits.Generator("cvae", artifacts=run, device="cpu").grid(2).shape == (56, 56)
 
 
 def test_validation_reports_every_output_that_drifts(trained, digits) -> None:
@@ -204,7 +204,9 @@ def test_a_failing_export_leaves_the_previous_set_unchanged(
         export(submodels, target, digits["x_test"], digits["y_test"])
     assert _digest(target) == before
     assert [p.name for p in tmp_path.iterdir()] == ["set"]  # no staging left behind
-    assert onnxdigits.Classifier(target, "cpu").predict(digits["x_test"][:4]).shape == (4,)
+    assert onnxdigits.Classifier(artifacts=target, device="cpu").predict(
+        digits["x_test"][:4]
+    ).shape == (4,)
     monkeypatch.undo()
     export(submodels, target, digits["x_test"], digits["y_test"])
     assert (target / "keras").is_dir()  # carried over
@@ -281,11 +283,11 @@ def test_metrics_are_measured_from_the_onnx_files(exported, digits) -> None:
         digits["y_test"][:200],
         samples=2,
     )
-    assert set(figures) == set(FAMILIES)
+    assert set(figures) == set(MODELS)
     x, y = digits["x_test"][:200], digits["y_test"][:200]
-    direct = np.mean(onnxdigits.Classifier(run, "cpu").predict(x) == y)
+    direct = np.mean(onnxdigits.Classifier(artifacts=run, device="cpu").predict(x) == y)
     assert figures["classifier"]["test_accuracy"] == pytest.approx(direct)
-    restored = onnxdigits.reconstruct(x, "ae", run, "cpu")
+    restored = onnxdigits.reconstruct(x, "ae", artifacts=run, device="cpu")
     assert figures["ae"]["test_mse"] == pytest.approx(np.mean((restored - x / 255) ** 2), rel=1e-4)
     for family in ("vae", "cvae"):
         assert 0.0 < figures[family]["test_neg_elbo"] < 784 * 16

@@ -10,7 +10,7 @@ from onnxdigits.verify import GPU_ATOL, check_parity
 
 def _cuda_or_skip(artifacts: onnxdigits.Artifacts) -> onnxdigits.Classifier:
     try:
-        return onnxdigits.Classifier(artifacts, device="cuda")
+        return onnxdigits.Classifier(artifacts=artifacts, device="cuda")
     except onnxdigits.DeviceError as exc:
         pytest.skip(f"no CUDA here: {exc}")
 

@@ -17,12 +17,12 @@ LATENT = ("ae", "vae", "cvae")
 
 @pytest.fixture(scope="module", params=LATENT)
 def generator(request: pytest.FixtureRequest, artifacts: onnxdigits.Artifacts) -> Generator:
-    return Generator(request.param, artifacts, device="cpu")
+    return Generator(request.param, artifacts=artifacts, device="cpu")
 
 
 @pytest.fixture(scope="module", params=LATENT)
 def encoder(request: pytest.FixtureRequest, artifacts: onnxdigits.Artifacts) -> Encoder:
-    return Encoder(request.param, artifacts, device="cpu")
+    return Encoder(request.param, artifacts=artifacts, device="cpu")
 
 
 def test_labels_match_the_truth_on_the_sample(classifier, sample) -> None:
@@ -76,13 +76,15 @@ def test_outputs_match_the_stored_keras_references(artifacts) -> None:
         reference = artifacts.reference(key)
         family, part = key.split(".") if "." in key else (key, "classifier")
         if part == "classifier":
-            got = onnxdigits.Classifier(artifacts, "cpu").predict_proba(reference["image"])
+            got = onnxdigits.Classifier(artifacts=artifacts, device="cpu").predict_proba(
+                reference["image"]
+            )
             expected = reference["probs"]
         elif part == "encoder":
-            got = Encoder(family, artifacts, "cpu").embed(reference["image"])
+            got = Encoder(family, artifacts=artifacts, device="cpu").embed(reference["image"])
             expected = reference["z" if family == "ae" else "z_mean"]
         else:
-            got = Generator(family, artifacts, "cpu").decode(reference["z"])
+            got = Generator(family, artifacts=artifacts, device="cpu").decode(reference["z"])
             expected = reference["image"][..., 0]
         assert np.max(np.abs(got - expected)) <= 1e-5, key
 
@@ -140,24 +142,28 @@ def test_cuda_without_a_gpu_raises_device_error(artifacts) -> None:
 
     if "CUDAExecutionProvider" in ort.get_available_providers():
         try:
-            onnxdigits.Classifier(artifacts, device="cuda")
+            onnxdigits.Classifier(artifacts=artifacts, device="cuda")
         except DeviceError as exc:
             assert "CUDA" in str(exc)
             return
         pytest.skip("a CUDA device is present here")
     with pytest.raises(DeviceError, match="CUDA"):
-        onnxdigits.Classifier(artifacts, device="cuda")
+        onnxdigits.Classifier(artifacts=artifacts, device="cuda")
 
 
 @pytest.mark.parametrize("device", ["gpu", "cuda:x", "cpu:0", ""])
 def test_unknown_devices_are_refused(artifacts, device: str) -> None:
     with pytest.raises(DeviceError, match="unknown device"):
-        onnxdigits.Classifier(artifacts, device=device)
+        onnxdigits.Classifier(artifacts=artifacts, device=device)
 
 
-def test_auto_falls_back_to_the_cpu_with_a_warning() -> None:
-    code = textwrap.dedent("""
-        import warnings, onnxdigits
+@pytest.mark.parametrize(("gpu", "warnings"), [(False, "0"), (True, "1")], ids=["no-gpu", "gpu"])
+def test_auto_warns_once_only_where_a_gpu_is_present_but_cuda_fails(
+    gpu: bool, warnings: str
+) -> None:
+    code = textwrap.dedent(f"""
+        import warnings, onnxdigits, onnxdigits.session
+        onnxdigits.session.gpu_present = lambda: {gpu}
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             first = onnxdigits.Classifier(device="auto")
@@ -165,14 +171,24 @@ def test_auto_falls_back_to_the_cpu_with_a_warning() -> None:
         print(first.device, len([w for w in caught if "CPU" in str(w.message)]))
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    device, warnings = out.stdout.split()
+    device, count = out.stdout.split()
     if device.startswith("cuda"):
         pytest.skip("CUDA came up here")
-    assert (device, warnings) == ("cpu", "1")
+    assert (device, count) == ("cpu", warnings)
+
+
+def test_the_default_device_comes_from_the_environment(artifacts, monkeypatch) -> None:
+    monkeypatch.setenv("ONNXDIGITS_DEVICE", "cpu")
+    assert onnxdigits.Classifier(artifacts=artifacts).device == "cpu"
+    monkeypatch.setenv("ONNXDIGITS_DEVICE", "gpu")
+    with pytest.raises(DeviceError, match=r"unknown device 'gpu' \(from \$ONNXDIGITS_DEVICE\)"):
+        onnxdigits.Classifier(artifacts=artifacts)
+    # an explicit device wins over the variable
+    assert onnxdigits.Classifier(artifacts=artifacts, device="cpu").device == "cpu"
 
 
 def test_interpolation_checks_both_ends(artifacts) -> None:
-    generator = Generator("vae", artifacts, "cpu")
+    generator = Generator("vae", artifacts=artifacts, device="cpu")
     with pytest.raises(onnxdigits.InputError, match=r"expected \(N, 2\)"):
         generator.interpolate([0, 0], [1, 2, 3])
     with pytest.raises(onnxdigits.InputError, match="NaN"):

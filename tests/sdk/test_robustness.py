@@ -247,7 +247,7 @@ def test_a_good_png_file_still_classifies_like_its_array(classifier, sample, tmp
 
 @pytest.fixture(scope="module")
 def generator(artifacts) -> Generator:
-    return Generator("vae", artifacts, device="cpu")
+    return Generator("vae", artifacts=artifacts, device="cpu")
 
 
 def _z_with(value) -> np.ndarray:
@@ -296,9 +296,9 @@ def test_bad_latent_points_raise_input_error(generator, make, fragment: str) -> 
 def build(key: str, root: Path) -> object:
     """Construct the SDK object that loads submodel `key` from the set at `root`."""
     if key == "classifier":
-        return Classifier(root, device="cpu")
-    family, part = key.split(".")
-    return (Encoder if part == "encoder" else Generator)(family, root, device="cpu")
+        return Classifier(artifacts=root, device="cpu")
+    model, part = key.split(".")
+    return (Encoder if part == "encoder" else Generator)(model, artifacts=root, device="cpu")
 
 
 @pytest.fixture
@@ -326,7 +326,7 @@ def test_the_onnxruntime_guard_is_really_in_the_path(artifacts_copy, monkeypatch
 
     monkeypatch.setattr(onnxruntime, "InferenceSession", reached)
     with pytest.raises(_Reached):
-        Classifier(artifacts_copy, device="cpu")
+        Classifier(artifacts=artifacts_copy, device="cpu")
 
 
 def test_a_missing_manifest_raises_artifact_error(artifacts_copy, onnxruntime_forbidden) -> None:
@@ -334,7 +334,7 @@ def test_a_missing_manifest_raises_artifact_error(artifacts_copy, onnxruntime_fo
     with pytest.raises(ArtifactError, match=f"no {re.escape(MANIFEST)} in"):
         onnxdigits.Artifacts(artifacts_copy)
     with pytest.raises(ArtifactError, match=f"no {re.escape(MANIFEST)} in"):
-        Classifier(artifacts_copy, device="cpu")
+        Classifier(artifacts=artifacts_copy, device="cpu")
     assert onnxruntime_forbidden == []
 
 
@@ -349,7 +349,7 @@ def test_an_unknown_schema_version_raises_artifact_error(
     with pytest.raises(ArtifactError, match=re.escape(f"has schema version {version!r}")):
         onnxdigits.Artifacts(artifacts_copy)
     with pytest.raises(ArtifactError, match="schema version"):
-        Classifier(artifacts_copy, device="cpu")
+        Classifier(artifacts=artifacts_copy, device="cpu")
     assert onnxruntime_forbidden == []
 
 
@@ -402,7 +402,7 @@ def test_a_model_whose_graph_breaks_the_contract_raises_artifact_error(artifacts
     manifest["models"]["classifier"].update(file=wrong["file"], sha256=wrong["sha256"])
     (artifacts_copy / MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(ArtifactError, match="export the set again"):
-        Classifier(artifacts_copy, device="cpu")
+        Classifier(artifacts=artifacts_copy, device="cpu")
 
 
 @pytest.mark.parametrize("key", sorted(SUBMODELS))
@@ -441,7 +441,7 @@ def test_a_truncated_model_raises_artifact_error(
 def test_an_emptied_model_raises_artifact_error(artifacts_copy, onnxruntime_forbidden) -> None:
     (artifacts_copy / "classifier.onnx").write_bytes(b"")
     with pytest.raises(ArtifactError, match="fails its checksum"):
-        Classifier(artifacts_copy, device="cpu")
+        Classifier(artifacts=artifacts_copy, device="cpu")
     assert onnxruntime_forbidden == []
 
 
@@ -453,7 +453,7 @@ def test_a_manifest_pointing_outside_the_set_raises_artifact_error(
     manifest["models"]["classifier"]["file"] = "../classifier.onnx"
     path.write_text(json.dumps(manifest), encoding="utf-8")
     with pytest.raises(ArtifactError, match="points outside"):
-        Classifier(artifacts_copy, device="cpu")
+        Classifier(artifacts=artifacts_copy, device="cpu")
     assert onnxruntime_forbidden == []
 
 
@@ -487,7 +487,7 @@ def test_70000_images_in_one_call_equal_70_calls_of_1000(classifier, sample) -> 
 @pytest.mark.parametrize("batch_size", [1, 7, 49, 50, 51])
 def test_a_small_batch_size_joins_chunks_exactly(artifacts, classifier, sample, batch_size) -> None:
     images = sample[0][:50]
-    chunked = Classifier(artifacts, device="cpu", batch_size=batch_size)
+    chunked = Classifier(artifacts=artifacts, device="cpu", batch_size=batch_size)
     assert chunked.batch_size == batch_size
     np.testing.assert_array_equal(chunked.predict_proba(images), classifier.predict_proba(images))
     np.testing.assert_array_equal(chunked.predict(images), classifier.predict(images))
@@ -496,11 +496,13 @@ def test_a_small_batch_size_joins_chunks_exactly(artifacts, classifier, sample, 
 @pytest.mark.parametrize("family", LATENT_MODELS)
 def test_small_batch_sizes_join_latent_chunks_exactly(artifacts, sample, family) -> None:
     images = sample[0][:50]
-    encoder, small_encoder = (Encoder(family, artifacts, "cpu", batch_size=b) for b in (None, 7))
+    encoder, small_encoder = (
+        Encoder(family, artifacts=artifacts, device="cpu", batch_size=b) for b in (None, 7)
+    )
     z = encoder.embed(images)
     np.testing.assert_array_equal(small_encoder.embed(images), z)
     generator, small_generator = (
-        Generator(family, artifacts, "cpu", batch_size=b) for b in (None, 7)
+        Generator(family, artifacts=artifacts, device="cpu", batch_size=b) for b in (None, 7)
     )
     np.testing.assert_array_equal(small_generator.decode(z), generator.decode(z))
 
@@ -528,7 +530,7 @@ def test_chunks_cover_the_batch_in_balanced_runs(count, size, workers, lengths) 
 @pytest.mark.parametrize("batch_size", [0, -1, 2.5, "8"])
 def test_a_batch_size_that_is_not_a_positive_integer_is_refused(artifacts, batch_size) -> None:
     with pytest.raises(InputError, match="batch_size must be a positive integer"):
-        Classifier(artifacts, device="cpu", batch_size=batch_size)
+        Classifier(artifacts=artifacts, device="cpu", batch_size=batch_size)
 
 
 # --------------------------------------------------------------------------------------------

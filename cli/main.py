@@ -1,0 +1,101 @@
+"""The `onnxdigits` group, its error boundary and the options that several commands share.
+
+Data goes to stdout; progress and warnings go to stderr. Expected failures print what to do and
+exit 1; usage errors exit 2.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import click
+from onnxdigits import __version__
+from onnxdigits.errors import DeviceError, OnnxDigitsError
+from onnxdigits.specs import LATENT_MODELS
+
+
+def error_message(exc: BaseException) -> str:
+    """One line for a message, except that a report's items ("- ...") keep their own lines."""
+    lines: list[str] = []
+    for line in str(exc).splitlines():
+        words = " ".join(line.split())
+        if not words:
+            continue
+        if lines and not words.startswith("- "):
+            lines[-1] += " " + words
+        else:
+            lines.append(words)
+    return "\n".join(lines)
+
+
+class Group(click.Group):
+    """Turns the package's own errors into click errors at the boundary."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except OnnxDigitsError as exc:
+            raise click.ClickException(error_message(exc)) from None
+        except OSError as exc:
+            raise click.ClickException(
+                f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": ")
+            ) from None
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="onnxdigits")
+def main() -> None:
+    """Digits from Keras MNIST models exported to ONNX: grids, samples, labels, embeddings."""
+    warnings.formatwarning = lambda message, *args, **kwargs: f"warning: {message}\n"
+
+
+def _device(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    from onnxdigits.session import Device
+
+    if value is None:
+        return None
+    try:
+        Device.parse(value)
+    except DeviceError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return value
+
+
+def model_option(default: str = "vae") -> Any:
+    """--model: one of the latent models."""
+    return click.option(
+        "--model",
+        type=click.Choice(LATENT_MODELS),
+        default=default,
+        show_default=True,
+        help="Which latent model to use.",
+    )
+
+
+artifacts_option = click.option(
+    "--artifacts",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Directory of an exported set. Defaults to $ONNXDIGITS_ARTIFACTS, else the shipped set.",
+)
+device_option = click.option(
+    "--device",
+    default=None,
+    callback=_device,
+    help='Where to run: "auto" (CUDA if it comes up, else the CPU), "cpu", "cuda" or "cuda:N". '
+    "Defaults to $ONNXDIGITS_DEVICE, else auto.",
+)
+invert_option = click.option(
+    "--invert", is_flag=True, help="Dark digits on white. By default white on black, as in MNIST."
+)
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print one JSON object per line."
+)
+data_option = click.option(
+    "--data",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="An mnist.npz in Keras' layout. Defaults to $ONNXDIGITS_MNIST, else Keras' cache.",
+)

@@ -1,0 +1,231 @@
+"""The training commands: train, export and evaluate. They need the training extra."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+from onnxdigits.specs import MODELS
+
+from .main import artifacts_option, data_option, device_option
+
+TRAIN_EXTRA = "pip install 'onnxdigits[train]'"
+_TRAINING_STACK = ("tensorflow", "keras", "tf2onnx", "onnx", "scipy")
+
+
+@contextlib.contextmanager
+def training_extra() -> Iterator[None]:
+    """Say how to install the training extra when TensorFlow or tf2onnx is missing."""
+    try:
+        yield
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.split(".")[0] in _TRAINING_STACK:
+            raise click.ClickException(
+                f"this command needs the training extra ({exc.name} is not installed): "
+                + TRAIN_EXTRA
+            ) from None
+        raise
+
+
+def augmentation_option(name: str, what: str, default: float) -> Any:
+    return click.option(
+        f"--{name}",
+        type=click.FloatRange(0, 0.5),
+        default=default,
+        show_default=True,
+        help=f"Classifier augmentation while training: random {what}; 0 for none.",
+    )
+
+
+@click.command("train", short_help="Train the models on MNIST (training extra).")
+@click.option(
+    "--models",
+    default=",".join(MODELS),
+    show_default=True,
+    help="Comma-separated models to train.",
+)
+@click.option(
+    "--epochs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Passes over the training images. Defaults to each model's own, those of the shipped "
+    "set: classifier 40, ae 30, vae 30, cvae 30.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=128,
+    show_default=True,
+    help="Images per step.",
+)
+@click.option(
+    "--learning-rate",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1e-3,
+    show_default=True,
+    help="Adam's initial rate, cosine-decayed.",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Train on the first N training images only. Defaults to all.",
+)
+@click.option(
+    "--validation",
+    type=click.IntRange(min=0),
+    default=5000,
+    show_default=True,
+    help="Hold out the last N training images for validation.",
+)
+@augmentation_option("shift", "shifts up to this fraction of the side", 0.1)
+@augmentation_option("rotation", "rotations up to this fraction of a turn", 0.03)
+@augmentation_option("zoom", "zooms in or out by up to this fraction", 0.1)
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+@data_option
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Directory to write OUT/keras/<key>.keras into. Required.",
+)
+def train_command(
+    models: str,
+    epochs: int | None,
+    batch_size: int,
+    learning_rate: float,
+    limit: int | None,
+    validation: int,
+    shift: float,
+    rotation: float,
+    zoom: float,
+    seed: int,
+    data: Path | None,
+    out: Path,
+) -> None:
+    """Train models on MNIST and save their submodels as Keras files (training extra)."""
+    with training_extra():
+        from onnxdigits.export.data import load_mnist
+        from onnxdigits.export.train import TrainConfig, train
+
+        (x_train, y_train), _ = load_mnist(data)
+        config = TrainConfig(
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            seed=seed,
+            limit=limit,
+            validation=validation,
+            shift=shift,
+            rotation=rotation,
+            zoom=zoom,
+        )
+        with contextlib.redirect_stdout(sys.stderr):  # Keras' progress is not data
+            submodels = train(
+                [m.strip() for m in models.split(",") if m.strip()], x_train, y_train, config, out
+            )
+    for key in submodels:
+        click.echo(out / "keras" / f"{key}.keras")
+
+
+@click.command("export", short_help="Export trained models to ONNX with parity (training extra).")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Directory of the set to write; its keras/ holds the trained models. Required.",
+)
+@click.option(
+    "--keras",
+    "keras_dir",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Read the .keras files from here instead. Defaults to OUT/keras.",
+)
+@data_option
+@click.option(
+    "--metrics/--no-metrics",
+    default=True,
+    show_default=True,
+    help="Measure the test figures into the manifest.",
+)
+def export_command(out: Path, keras_dir: Path | None, data: Path | None, metrics: bool) -> None:
+    """Export trained models to ONNX, validated against Keras, with manifest (training extra)."""
+    with training_extra():
+        import logging
+
+        from onnxdigits.export.artifacts import export_dir
+        from onnxdigits.export.data import load_mnist
+        from onnxdigits.export.evaluate import evaluate
+
+        logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
+        logging.getLogger("onnxdigits").setLevel(logging.INFO)
+        (x_train, y_train), (x_test, y_test) = load_mnist(data)
+        manifest = export_dir(
+            out,
+            x_test,
+            y_test,
+            keras_dir,
+            metrics=(lambda root: evaluate(root, x_train, y_train, x_test, y_test))
+            if metrics
+            else None,
+        )
+    for entry in manifest.models.values():
+        diffs = ", ".join(f"{k} {v:.1e}" for k, v in entry.parity.max_abs_diff.items())
+        click.echo(f"{out / entry.file}\tmax abs diff: {diffs}")
+
+
+@click.command("evaluate", short_help="Measure a set's quality figures (training extra).")
+@artifacts_option
+@data_option
+@click.option(
+    "--samples",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="Draws of z per image for the VAEs' ELBO.",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Use the first N train and test images only. Defaults to all.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+@device_option
+def evaluate_command(
+    artifacts: Path | None,
+    data: Path | None,
+    samples: int,
+    limit: int | None,
+    as_json: bool,
+    device: str | None,
+) -> None:
+    """Compute the quality figures of a set from its ONNX files alone (training extra)."""
+    with training_extra():
+        import scipy  # noqa: F401  the 5-NN vote needs it
+        from onnxdigits.export.data import load_mnist
+        from onnxdigits.export.evaluate import evaluate
+
+        (x_train, y_train), (x_test, y_test) = load_mnist(data)
+    figures = evaluate(
+        artifacts,
+        x_train[:limit],
+        y_train[:limit],
+        x_test[:limit],
+        y_test[:limit],
+        samples=samples,
+        device=device,
+    )
+    if as_json:
+        click.echo(json.dumps(figures, indent=2))
+        return
+    for model, values in figures.items():
+        for name, value in values.items():
+            shown = f"{value:.4f}" if isinstance(value, float) else f"{value}"
+            click.echo(f"{model:<11} {name:<15} {shown}")
