@@ -12,6 +12,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -195,16 +196,16 @@ def run(
         z_grid = grid_points(15)
         row(
             f"grid 15x15 ({model})",
-            lambda g=generator: g.grid(15),
-            lambda k=key, z=z_grid: bare[k].run(["image"], {"z": z}),
+            partial(generator.grid, 15),
+            partial(bare[key].run, ["image"], {"z": z_grid}),
             predict(key, z_grid),
             225,
         )
         if model == "vae":
             row(
                 "sample 10k (vae)",
-                lambda g=generator: g.sample(COUNT, 0),
-                lambda k=key: bare[k].run(["image"], {"z": z10k}),
+                partial(generator.sample, COUNT, 0),
+                partial(bare[key].run, ["image"], {"z": z10k}),
                 predict(key, z10k, 1000),
                 COUNT,
             )

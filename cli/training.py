@@ -176,7 +176,8 @@ def export_command(out: Path, keras_dir: Path | None, data: Path | None, metrics
             else None,
         )
     for entry in manifest.models.values():
-        diffs = ", ".join(f"{k} {v:.1e}" for k, v in entry.parity.max_abs_diff.items())
+        parity = entry.parity.max_abs_diff if entry.parity else {}
+        diffs = ", ".join(f"{k} {v:.1e}" for k, v in parity.items())
         click.echo(f"{out / entry.file}\tmax abs diff: {diffs}")
 
 

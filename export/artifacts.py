@@ -179,7 +179,7 @@ def export_dir(
     return export(load_submodels(keras_dir), directory, x_test, y_test, training=training, **kwargs)
 
 
-def _savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
+def _savez(path: Path, arrays: dict[str, Any]) -> None:
     with path.open("wb") as handle:
         np.savez_compressed(handle, **arrays)
 

@@ -7,7 +7,7 @@ manifest ("vae.encoder", ...). Submodels share their layers with the trainable m
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import keras
 from keras import layers, ops
@@ -226,4 +226,9 @@ def build_cvae(
     }
 
 
-BUILDERS = {"classifier": build_classifier, "ae": build_ae, "vae": build_vae, "cvae": build_cvae}
+BUILDERS: dict[str, Callable[..., dict[str, keras.Model]]] = {
+    "classifier": build_classifier,
+    "ae": build_ae,
+    "vae": build_vae,
+    "cvae": build_cvae,
+}

@@ -10,6 +10,7 @@ import os
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -197,20 +198,22 @@ class Manifest:
             ArtifactError: an unknown schema version, or anything malformed.
         """
         where = _where(root)
-        models = check_top(raw, where)
-        sample = FileEntry.from_json(raw.get("sample"), "sample", where)
+        top = check_top(raw, where)
+        sample = FileEntry.from_json(top.get("sample"), "sample", where)
         return cls(
-            models={key: Entry.from_json(key, value, where) for key, value in models.items()},
+            models={
+                key: Entry.from_json(key, value, where) for key, value in top["models"].items()
+            },
             sample=sample,
-            sample_count=int(raw["sample"].get("count") or 0),
-            created=str(raw.get("created", "")),
-            producer=dict(raw.get("producer") or {}),
-            training=dict(raw.get("training") or {}),
+            sample_count=int(top["sample"].get("count") or 0),
+            created=str(top.get("created", "")),
+            producer=dict(top.get("producer") or {}),
+            training=dict(top.get("training") or {}),
         )
 
 
 def check_top(raw: object, where: str) -> dict[str, Any]:
-    """Check a manifest's schema version and return its "models" object.
+    """Check a manifest's schema version and its "models" object, and return the manifest.
 
     Raises:
         ArtifactError: another schema version, or no "models" object.
@@ -221,10 +224,9 @@ def check_top(raw: object, where: str) -> dict[str, Any]:
             f"{where} has schema version {version!r}; this onnxdigits reads version "
             f"{SCHEMA_VERSION}: export the set again or install a matching onnxdigits"
         )
-    models = raw.get("models")
-    if not isinstance(models, dict):
+    if not isinstance(raw.get("models"), dict):
         raise ArtifactError(f'{where} has no "models" object')
-    return models
+    return raw
 
 
 class Artifacts:
@@ -261,7 +263,7 @@ class Artifacts:
             ) from None
         except (OSError, ValueError) as exc:
             raise ArtifactError(f"cannot read {path}: {exc}") from None
-        self._models = check_top(self.json, str(path))
+        self._models: dict[str, Any] = check_top(self.json, str(path))["models"]
 
     @classmethod
     def of(cls, artifacts: ArtifactsLike) -> Artifacts:
@@ -369,8 +371,8 @@ class Artifacts:
             except ArtifactError as exc:
                 result[key] = str(exc)
                 continue
-            check(entry.file, lambda e=entry: FileEntry(e.file, e.sha256, e.bytes))
-            check(f"reference of {key}", lambda e=entry: self._reference_entry(e))
+            check(entry.file, partial(FileEntry, entry.file, entry.sha256, entry.bytes))
+            check(f"reference of {key}", partial(self._reference_entry, entry))
         return result
 
 
