@@ -2,37 +2,46 @@
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
+import numpy as np
 from onnxdigits import __version__
 
-from .main import artifacts_option, device_option, invert_option, json_option, model_option
+from .main import (
+    artifacts_option,
+    device_option,
+    invert_option,
+    json_option,
+    model_option,
+    out_option,
+    write_image,
+)
+
+MAX_GRID = 100  # cells a side: a 2,800-pixel square, which classify still reads
+MAX_SAMPLE = MAX_GRID * MAX_GRID
+PROBABILITY_PLACES = 6  # --json rounds every probability to this many places
 
 
-def _write_png(array: Any, out: str, invert: bool) -> None:
+def write_digits(array: Any, out: str, invert: bool) -> None:
+    """Write a 2-D array of digits (floats in [0, 1] or uint8) as an image (see write_image)."""
     from onnxdigits import to_image
 
-    image = to_image(array, invert=invert)
-    if out == "-":
-        image.save(sys.stdout.buffer, format="PNG")
-        sys.stdout.buffer.flush()
-    else:
-        image.save(out, format="PNG")
-        click.echo(out)
+    write_image(to_image(array, invert=invert), out)
 
 
-@click.command("grid", short_help="Write the latent manifold of a model as a PNG grid.")
+@click.command("grid", short_help="Write the latent manifold of a model as an image grid.")
 @model_option()
 @click.option(
     "--n",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, MAX_GRID),
     default=15,
     show_default=True,
-    help="Cells per side of the grid.",
+    help=f"Cells per side of the grid, at most {MAX_GRID}.",
 )
 @click.option(
     "--lo",
@@ -48,12 +57,7 @@ def _write_png(array: Any, out: str, invert: bool) -> None:
     show_default=True,
     help="Highest normal quantile of the grid.",
 )
-@click.option(
-    "--out",
-    default="grid.png",
-    show_default=True,
-    help="PNG file to write, or - for stdout.",
-)
+@out_option("grid.png", "The grid")
 @invert_option
 @artifacts_option
 @device_option
@@ -67,36 +71,36 @@ def grid_command(
     artifacts: Path | None,
     device: str | None,
 ) -> None:
-    """Write a PNG of the latent manifold: an n x n grid of decoded normal quantiles."""
+    """Write the latent manifold: an n x n grid of digits decoded from normal quantiles."""
     from onnxdigits import Generator
 
     if lo >= hi:
         raise click.BadParameter(f"--lo {lo} must be below --hi {hi}", param_hint="--lo")
-    _write_png(Generator(model, artifacts=artifacts, device=device).grid(n, lo, hi), out, invert)
+    write_digits(Generator(model, artifacts=artifacts, device=device).grid(n, lo, hi), out, invert)
 
 
-@click.command("sample", short_help="Write digits drawn from a model's prior as a PNG.")
+@click.command("sample", short_help="Write digits drawn from a model's prior as an image.")
 @model_option()
 @click.option(
     "--count",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, MAX_SAMPLE),
     default=64,
     show_default=True,
-    help="How many digits to draw.",
+    help=f"How many digits to draw, at most {MAX_SAMPLE:,}.",
 )
-@click.option("--seed", type=int, default=None, help="Random seed. Defaults to a fresh draw.")
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Random seed, a non-negative integer. Defaults to a fresh draw.",
+)
 @click.option(
     "--columns",
     type=click.IntRange(min=1),
     default=None,
-    help="Digits per row. Defaults to a square-ish grid.",
+    help="Digits per row (at most --count). Defaults to a square-ish grid.",
 )
-@click.option(
-    "--out",
-    default="samples.png",
-    show_default=True,
-    help="PNG file to write, or - for stdout.",
-)
+@out_option("samples.png", "The digits")
 @invert_option
 @artifacts_option
 @device_option
@@ -110,19 +114,61 @@ def sample_command(
     artifacts: Path | None,
     device: str | None,
 ) -> None:
-    """Write a PNG of digits decoded from points drawn from the prior N(0, I)."""
+    """Write digits decoded from points drawn from the prior N(0, I), tiled."""
     from onnxdigits import Generator, tile
 
-    _write_png(
-        tile(Generator(model, artifacts=artifacts, device=device).sample(count, seed), columns),
-        out,
-        invert,
-    )
+    digits = Generator(model, artifacts=artifacts, device=device).sample(count, seed)
+    write_digits(tile(digits, min(columns, count) if columns else None), out, invert)
 
 
-def _sources(paths: tuple[str, ...]) -> list[str | bytes]:
-    """The image files to read, with - standing for a PNG on stdin."""
-    return [sys.stdin.buffer.read() if path == "-" else path for path in paths]
+def _read_each(paths: tuple[str, ...]) -> list[np.ndarray | str]:
+    """Read every image file (- is stdin) into MNIST form, going on past those that fail.
+
+    Returns:
+        For each path in order, its image (uint8 (28, 28)) or the error message, which names
+        the path.
+    """
+    from onnxdigits import InputError, load_image
+
+    results: list[np.ndarray | str] = []
+    for path in paths:
+        try:
+            if path == "-":
+                data = sys.stdin.buffer.read()
+                if not data:
+                    raise InputError("stdin was empty; pipe a PNG or JPEG file into it")
+                results.append(load_image(data))
+            else:
+                results.append(load_image(path))
+        except InputError as exc:
+            results.append(str(exc) if path in str(exc) else f"{path}: {exc}")
+    return results
+
+
+def _for_each_image(paths: tuple[str, ...], run: Any, line: Any, as_json: bool) -> None:
+    """Run a model over every readable file in one batch and print one line per file in order.
+
+    `run` maps uint8 images (N, 28, 28) to one output row per image; `line(path, row)` gives
+    the row's text or JSON object. An unreadable file gets, with --json, an "error" object in
+    its place; each is reported on stderr, and the command then exits 1.
+    """
+    results = _read_each(paths)
+    good = [r for r in results if not isinstance(r, str)]
+    rows = iter(run(np.stack(good)) if good else [])
+    for path, result in zip(paths, results):
+        if isinstance(result, str):
+            if as_json:
+                click.echo(json.dumps({"file": path, "error": result}))
+            continue
+        shown = line(path, next(rows))
+        click.echo(json.dumps(shown) if as_json else shown)
+    errors = [result for result in results if isinstance(result, str)]
+    if len(errors) == 1:
+        raise click.ClickException(errors[0])
+    if errors:
+        for error in errors:
+            click.echo(f"error: {error}", err=True)
+        raise click.ClickException(f"{len(errors)} of {len(paths)} images could not be read")
 
 
 @click.command("classify", short_help="Print the label of each image file.")
@@ -133,25 +179,28 @@ def _sources(paths: tuple[str, ...]) -> list[str | bytes]:
 def classify_command(
     images: tuple[str, ...], as_json: bool, artifacts: Path | None, device: str | None
 ) -> None:
-    """Print the label of each image file and its probability, one line each (- reads stdin)."""
+    """Print the label of each image file and its probability, one line each (- reads stdin).
+
+    A file that cannot be read is reported on stderr (and, with --json, by an "error" object in
+    its place); the others are still classified, and the command then exits 1.
+    """
     from onnxdigits import Classifier
 
-    probs = Classifier(artifacts=artifacts, device=device).predict_proba(_sources(images))
-    for path, row in zip(images, probs):
+    classifier = Classifier(artifacts=artifacts, device=device)
+
+    def line(path: str, row: np.ndarray) -> Any:
         label = int(row.argmax())
-        if as_json:
-            click.echo(
-                json.dumps(
-                    {
-                        "file": path,
-                        "label": label,
-                        "probability": float(row[label]),
-                        "probabilities": [round(float(p), 6) for p in row],
-                    }
-                )
-            )
-        else:
-            click.echo(f"{path}\t{label}\t{row[label]:.4f}")
+        probability = round(float(row[label]), PROBABILITY_PLACES)
+        if not as_json:
+            return f"{path}\t{label}\t{probability:.4f}"
+        return {
+            "file": path,
+            "label": label,
+            "probability": probability,
+            "probabilities": [round(float(p), PROBABILITY_PLACES) for p in row],
+        }
+
+    _for_each_image(images, classifier.predict_proba, line, as_json)
 
 
 @click.command("embed", short_help="Print the 2-D embedding of each image file.")
@@ -163,31 +212,31 @@ def classify_command(
 def embed_command(
     images: tuple[str, ...], model: str, as_json: bool, artifacts: Path | None, device: str | None
 ) -> None:
-    """Print the 2-D embedding of each image file (z, or z_mean for the VAEs), one line each."""
+    """Print the 2-D embedding of each image file (z, or z_mean for the VAEs), one line each.
+
+    Unreadable files are handled as by classify.
+    """
     from onnxdigits import Encoder
 
-    points = Encoder(model, artifacts=artifacts, device=device).embed(_sources(images))
-    for path, z in zip(images, points):
+    encoder = Encoder(model, artifacts=artifacts, device=device)
+
+    def line(path: str, z: np.ndarray) -> Any:
         if as_json:
-            click.echo(json.dumps({"file": path, "model": model, "z": [float(v) for v in z]}))
-        else:
-            click.echo(f"{path}\t" + "\t".join(f"{v:.6f}" for v in z))
+            return {"file": path, "model": model, "z": [float(v) for v in z]}
+        return f"{path}\t" + "\t".join(f"{v:.6f}" for v in z)
+
+    _for_each_image(images, encoder.embed, line, as_json)
 
 
 @click.command("scatter", short_help="Plot the sample's latent space by label (matplotlib).")
 @model_option()
-@click.option(
-    "--out",
-    type=click.Path(dir_okay=False),
-    default="latent.png",
-    show_default=True,
-    help="PNG file to write.",
-)
+@out_option("latent.png", "The plot")
 @artifacts_option
 @device_option
 def scatter_command(model: str, out: str, artifacts: Path | None, device: str | None) -> None:
     """Plot the latent space of the shipped test sample, coloured by label (needs matplotlib)."""
     from onnxdigits import Artifacts, Encoder
+    from PIL import Image
 
     try:
         import matplotlib
@@ -214,20 +263,23 @@ def scatter_command(model: str, out: str, artifacts: Path | None, device: str | 
         title=f"{model}: latent space of {len(images)} test digits", xlabel="z[0]", ylabel="z[1]"
     )
     figure.tight_layout()
-    figure.savefig(out)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
     plt.close(figure)
-    click.echo(out)
+    write_image(Image.open(buffer).convert("RGB"), out)
 
 
-@click.command("info", short_help="Show the set in use, versions and devices.")
+@click.command("info", short_help="Show the set in use, versions and what CUDA needs here.")
 @artifacts_option
 @device_option
 def info_command(artifacts: Path | None, device: str | None) -> None:
-    """Show the artifacts in use, their checksums, versions and the providers a session gets."""
+    """Show the set in use and its checksums, the versions, what CUDA has and lacks on this
+    machine, and where a session really runs; exit 1 if any check fails."""
     import numpy
-    import onnxruntime
     import PIL
-    from onnxdigits import Artifacts, Classifier
+    from onnxdigits import Artifacts, Classifier, DeviceError
+    from onnxdigits.cuda import diagnose
+    from onnxdigits.session import Device
 
     store = Artifacts(artifacts)
     problems = {path: problem for path, problem in store.verify().items() if problem}
@@ -237,14 +289,25 @@ def info_command(artifacts: Path | None, device: str | None) -> None:
     for path, problem in problems.items():
         click.echo(f"  {path}: {problem}")
     click.echo(f"onnxdigits  {__version__}")
-    click.echo(f"onnxruntime {onnxruntime.__version__} ({onnxruntime.get_device()})")
     click.echo(f"numpy       {numpy.__version__}")
     click.echo(f"pillow      {PIL.__version__}")
-    click.echo(f"available   {', '.join(onnxruntime.get_available_providers())}")
+    for line in diagnose().lines():
+        click.echo(line)
+    request = str(Device.parse(device))
+    failed = len(problems)
     if not problems:
-        classifier = Classifier(artifacts=store, device=device)
-        providers = ", ".join(classifier.providers)
-        click.echo(f"session     device={device} -> {classifier.device} ({providers})")
+        try:
+            classifier = Classifier(artifacts=store, device=device)
+            providers = ", ".join(classifier.providers)
+            click.echo(f"session     device={request} -> {classifier.device} ({providers})")
+        except DeviceError as exc:
+            click.echo(f"session     device={request} -> none: {exc}")
+            failed += 1
+    if failed:
+        raise click.ClickException(
+            f"{failed} check(s) failed; see above"
+            + ("; `onnxdigits verify` says more" if problems else "")
+        )
 
 
 @click.command("verify", short_help="Check a set's checksums and parity with Keras.")

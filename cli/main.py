@@ -6,14 +6,23 @@ exit 1; usage errors exit 2.
 
 from __future__ import annotations
 
+import os
+import sys
+import tempfile
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from onnxdigits import __version__
 from onnxdigits.errors import DeviceError, OnnxDigitsError
 from onnxdigits.specs import LATENT_MODELS
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+# What an image command writes, by the suffix of --out; "-" writes PNG to stdout.
+IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 
 
 def error_message(exc: BaseException) -> str:
@@ -99,3 +108,51 @@ data_option = click.option(
     default=None,
     help="An mnist.npz in Keras' layout. Defaults to $ONNXDIGITS_MNIST, else Keras' cache.",
 )
+
+
+def _image_out(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    if value != "-" and Path(value).suffix.lower() not in IMAGE_FORMATS:
+        suffix = Path(value).suffix or "no suffix"
+        raise click.BadParameter(
+            f"cannot write an image to {value!r} ({suffix}); name a .png, .jpg, .jpeg or .webp "
+            "file, or - for PNG on stdout"
+        )
+    return value
+
+
+def out_option(default: str, what: str = "The image") -> Any:
+    """--out: an image file whose suffix picks the format, or - for stdout."""
+    return click.option(
+        "--out",
+        default=default,
+        show_default=True,
+        callback=_image_out,
+        help=f"{what} to write: a .png, .jpg, .jpeg or .webp file, or - for PNG on stdout.",
+    )
+
+
+def write_image(image: Image.Image, out: str) -> None:
+    """Write an image to `out` in the format its suffix names, or as PNG to stdout for "-".
+
+    A file is written whole or not at all: into a temporary file beside it, then renamed.
+    """
+    if out == "-":
+        image.save(sys.stdout.buffer, format="PNG")
+        sys.stdout.buffer.flush()
+        return
+    path = Path(out)
+    if not path.parent.is_dir():
+        raise click.ClickException(f"cannot write {out}: there is no directory {path.parent}")
+    kind = IMAGE_FORMATS[path.suffix.lower()]
+    if kind == "JPEG" and image.mode not in ("L", "RGB"):
+        image = image.convert("RGB")
+    handle, partial = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            image.save(file, format=kind)
+        os.chmod(partial, 0o644)
+        os.replace(partial, path)
+    except BaseException:
+        Path(partial).unlink(missing_ok=True)
+        raise
+    click.echo(out)

@@ -26,6 +26,8 @@ def check_count(name: str, value: Any, minimum: int = 1) -> int:
     Booleans are refused: True is no count.
     """
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        least = "a positive integer" if minimum == 1 else f"an integer of at least {minimum}"
+        least = {0: "a non-negative integer", 1: "a positive integer"}.get(
+            minimum, f"an integer of at least {minimum}"
+        )
         raise InputError(f"{name} must be {least}; got {value!r}")
     return int(value)

@@ -242,8 +242,18 @@ class Generator(_LatentSubmodel):
         return self._run(self._latents(z))[0][..., 0]
 
     def sample(self, n: int, seed: int | None = None) -> np.ndarray:
-        """Decode `n` points drawn from the prior N(0, I): float32 (n, 28, 28)."""
+        """Decode `n` points drawn from the prior N(0, I): float32 (n, 28, 28).
+
+        Args:
+            n: how many.
+            seed: a non-negative integer for a repeatable draw; None for a fresh one.
+
+        Raises:
+            InputError: n < 1, or a seed that is not a non-negative integer.
+        """
         n = check_count("n", n)
+        if seed is not None:
+            seed = check_count("seed", seed, minimum=0)
         rng = np.random.default_rng(seed)
         return self.decode(rng.standard_normal((n, self.latent_dim), dtype=np.float32))
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
 
+from . import cuda
 from .errors import DeviceError
 
 if TYPE_CHECKING:
@@ -100,7 +101,10 @@ def create_session(
                 return session
             _cuda_failures[request.index] = reason
         if request.kind == "cuda":
-            raise DeviceError(f"device {str(request)!r} cannot be had: {reason}")
+            raise DeviceError(
+                f"device {str(request)!r} cannot be had: {reason}. `onnxdigits info` shows "
+                "what CUDA needs here; device='cpu' (--device cpu) runs on the CPU"
+            )
         if gpu_present():
             _warn_once(
                 f"running on the CPU although this machine has an NVIDIA GPU: {reason}. "
@@ -115,10 +119,9 @@ def _try_cuda(
 ) -> tuple[onnxruntime.InferenceSession | None, str]:
     """Return a CUDA session, or None and the reason CUDA did not come up."""
     if CUDA not in ort.get_available_providers():
-        return None, (
-            f"this onnxruntime {ort.__version__} has no CUDA execution provider; "
-            "install onnxruntime-gpu on a Linux or Windows x86-64 machine with an NVIDIA GPU"
-        )
+        return None, cuda.diagnose(load_libraries=False).advice()
+    if gpu_present():
+        cuda.preload(ort)
     cuda_options = {"device_id": str(index), "use_tf32": "1" if fast else "0"}
     # onnxruntime logs its own failure to load the CUDA libraries at error level before falling
     # back silently; the caller reports it once, in words, instead.
@@ -131,9 +134,9 @@ def _try_cuda(
         finally:
             ort.set_default_logger_severity(2)  # onnxruntime's default; it has no getter
     if session.get_providers()[0] != CUDA:
-        return None, (
-            "onnxruntime-gpu could not load CUDA (no NVIDIA driver or GPU, or the CUDA and cuDNN "
-            f"libraries that onnxruntime {ort.__version__} needs are missing)"
+        advice = cuda.diagnose().advice()
+        return None, f"onnxruntime-gpu {ort.__version__} could not load CUDA" + (
+            f": {advice}" if advice else ""
         )
     return session, ""
 

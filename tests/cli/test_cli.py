@@ -253,6 +253,113 @@ def test_info(artifacts) -> None:
     assert "checksums   ok" in result.stdout
     session = [line for line in result.stdout.splitlines() if line.startswith("session")]
     assert len(session) == 1 and "CPUExecutionProvider" in session[0]
+    # the CUDA diagnosis, in words
+    for field in ("provider", "driver", "gpu"):
+        assert any(line.startswith(f"{field} ") for line in result.stdout.splitlines()), field
+
+
+def test_info_fails_on_a_tampered_set(artifacts_copy: Path) -> None:
+    flip_byte(artifacts_copy / "vae.generator.onnx")
+    result = run("info", "--artifacts", str(artifacts_copy), *CPU)
+    assert result.exit_code == 1
+    assert "checksums   1 FAILED" in result.stdout and "vae.generator.onnx" in result.stdout
+    assert "check(s) failed" in result.stderr
+
+
+def test_info_fails_when_the_device_asked_for_cannot_be_had() -> None:
+    import onnxruntime
+
+    result = run("info", "--device", "cuda")
+    if result.exit_code == 0 and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("CUDA came up here")
+    assert result.exit_code == 1
+    session = [line for line in result.stdout.splitlines() if line.startswith("session")]
+    assert session and "device=cuda -> none" in session[0] and "onnxdigits info" in session[0]
+
+
+# --- output formats and the edges of classify ---------------------------------------------------
+
+MAGIC = {".png": PNG_MAGIC, ".jpg": b"\xff\xd8\xff", ".jpeg": b"\xff\xd8\xff", ".webp": b"RIFF"}
+
+
+@pytest.mark.parametrize("suffix", sorted(MAGIC))
+def test_the_format_follows_the_suffix(suffix: str, tmp_path: Path) -> None:
+    out = tmp_path / f"grid{suffix}"
+    result = run("grid", "--n", "3", "--out", str(out), *CPU)
+    assert result.exit_code == 0, result.output
+    data = out.read_bytes()
+    assert data.startswith(MAGIC[suffix])
+    image = Image.open(out)
+    assert image.size == (84, 84)
+    assert image.format == {".jpg": "JPEG", ".jpeg": "JPEG"}.get(suffix, suffix[1:].upper())
+    assert [p.name for p in tmp_path.iterdir()] == [out.name]  # no partial file left behind
+
+
+def test_scatter_writes_png_to_stdout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("matplotlib")
+    monkeypatch.chdir(tmp_path)
+    result = run("scatter", "--out", "-", *CPU)
+    assert result.exit_code == 0, result.stderr
+    assert png(result.stdout_bytes).size[0] > 100
+    assert list(tmp_path.iterdir()) == []  # no file named "-" or "-.png"
+
+
+def test_an_image_into_a_missing_directory_is_refused(tmp_path: Path) -> None:
+    result = run("grid", "--n", "2", "--out", str(tmp_path / "nope" / "g.png"), *CPU)
+    assert "there is no directory" in assert_one_line_error(result)
+
+
+def test_sample_clamps_the_columns_to_the_count(tmp_path: Path) -> None:
+    out = tmp_path / "s.png"
+    result = run(
+        "sample", "--count", "3", "--columns", "10", "--seed", "1", "--out", str(out), *CPU
+    )
+    assert result.exit_code == 0, result.output
+    assert Image.open(out).size == (84, 28)
+
+
+def test_the_bounds_are_stated_in_the_help() -> None:
+    assert "at most 100" in " ".join(run("grid", "--help").stdout.split())
+    assert "at most 10,000" in " ".join(run("sample", "--help").stdout.split())
+
+
+def test_empty_stdin_is_named() -> None:
+    result = run("classify", "-", *CPU, input=b"")
+    assert "stdin was empty" in assert_one_line_error(result)
+
+
+@pytest.mark.parametrize("command", ["classify", "embed"])
+def test_one_bad_file_does_not_stop_the_others(command: str, confident, tmp_path: Path) -> None:
+    good = [
+        str(onnxdigits.save_png(image, tmp_path / f"g{i}.png"))
+        for i, (image, _) in enumerate(confident[:2])
+    ]
+    missing, text = str(tmp_path / "missing.png"), tmp_path / "text.png"
+    text.write_text("not an image")
+    paths = [good[0], missing, good[1], str(text)]
+    result = run(command, *paths, *CPU)
+    assert result.exit_code == 1
+    assert [line.split("\t")[0] for line in result.stdout.splitlines()] == good
+    errors = result.stderr.splitlines()
+    assert errors[-1] == "Error: 2 of 4 images could not be read"
+    assert missing in errors[0] and str(text) in errors[1]
+    if command == "classify":
+        expected = [label for _, label in confident[:2]]
+        assert [int(line.split("\t")[1]) for line in result.stdout.splitlines()] == expected
+
+    result = run(command, "--json", *paths, *CPU)
+    assert result.exit_code == 1
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [row["file"] for row in rows] == paths
+    assert ["error" in row for row in rows] == [False, True, False, True]
+    assert "no such image file" in rows[1]["error"]
+
+
+def test_json_rounds_every_probability_alike(confident, tmp_path: Path) -> None:
+    path = onnxdigits.save_png(confident[0][0], tmp_path / "d.png")
+    row = json.loads(run("classify", "--json", str(path), *CPU).stdout)
+    assert row["probability"] == max(row["probabilities"])
+    assert row["probability"] == round(row["probability"], 6)
 
 
 def test_verify_passes_on_the_shipped_set() -> None:
@@ -295,6 +402,12 @@ def error_paths(tmp_path: Path) -> dict[str, str]:
         (["grid", "--lo", "0.9", "--hi", "0.1"], 2, "--lo"),
         (["info", "--device", "gpu"], 2, "unknown device"),
         (["info", "--artifacts", "EMPTY"], 1, "manifest.json"),
+        (["info", "--artifacts", "MISSING"], 1, "does not exist"),
+        (["sample", "--seed", "-1"], 2, "--seed"),
+        (["grid", "--n", "500"], 2, "--n"),
+        (["sample", "--count", "20000"], 2, "--count"),
+        (["grid", "--out", "grid.gif"], 2, ".gif"),
+        (["scatter", "--out", "latent"], 2, "no suffix"),
         (["grid", "--artifacts", "EMPTY", "--out", "-"], 1, "manifest.json"),
         (["classify"], 2, "IMAGES"),
     ],
@@ -308,6 +421,12 @@ def error_paths(tmp_path: Path) -> dict[str, str]:
         "lo-above-hi",
         "unknown-device",
         "empty-artifacts",
+        "missing-artifacts",
+        "negative-seed",
+        "grid-n-500",
+        "sample-count-20000",
+        "gif",
+        "no-suffix",
         "grid-empty-artifacts",
         "classify-no-args",
     ],

@@ -237,3 +237,13 @@ def test_the_sdk_never_imports_a_training_framework(tmp_path) -> None:
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, True, "0"])
+def test_a_bad_seed_raises_input_error(generator, seed) -> None:
+    with pytest.raises(onnxdigits.InputError, match="seed must be a non-negative integer"):
+        generator.sample(2, seed=seed)
+
+
+def test_a_seed_repeats_its_draw(generator) -> None:
+    np.testing.assert_array_equal(generator.sample(3, seed=7), generator.sample(3, seed=7))
