@@ -17,8 +17,6 @@ from pathlib import Path
 from types import ModuleType
 
 CUDA_EXTRA = "pip install 'onnxdigits[cuda]'"
-# The CUDA major version each onnxruntime-gpu line is built for (onnxruntime's install notes).
-CUDA_BY_ORT = "onnxruntime-gpu 1.27 and later: CUDA 13 (driver R580 or later); 1.20-1.26: CUDA 12"
 _preloaded = False
 _preload_lock = threading.Lock()
 
