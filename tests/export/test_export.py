@@ -38,12 +38,12 @@ def _digest(root: Path) -> dict[str, str]:
     }
 
 
-@pytest.mark.parametrize("family", MODELS)
-def test_every_model_builds_with_named_parts(family: str) -> None:
-    models = BUILDERS[family]()
-    assert family in models
+@pytest.mark.parametrize("name", MODELS)
+def test_every_model_builds_with_named_parts(name: str) -> None:
+    models = BUILDERS[name]()
+    assert name in models
     for key, model in models.items():
-        if key == family and family != "classifier":
+        if key == name and name != "classifier":
             continue
         spec = SUBMODELS[key]
         assert model.name == key.replace(".", "_")
@@ -107,7 +107,7 @@ def test_the_cli_states_the_default_epochs_of_every_model() -> None:
     from onnxdigits.cli import main
 
     text = " ".join(CliRunner().invoke(main, ["train", "--help"]).output.split())
-    assert ", ".join(f"{family} {n}" for family, n in EPOCHS.items()) in text
+    assert ", ".join(f"{name} {n}" for name, n in EPOCHS.items()) in text
 
 
 def test_every_onnx_output_matches_keras_on_real_digits(trained, exported, digits) -> None:
@@ -289,9 +289,9 @@ def test_metrics_are_measured_from_the_onnx_files(exported, digits) -> None:
     assert figures["classifier"]["test_accuracy"] == pytest.approx(direct)
     restored = onnxdigits.reconstruct(x, "ae", artifacts=run, device="cpu")
     assert figures["ae"]["test_mse"] == pytest.approx(np.mean((restored - x / 255) ** 2), rel=1e-4)
-    for family in ("vae", "cvae"):
-        assert 0.0 < figures[family]["test_neg_elbo"] < 784 * 16
-        assert 0.0 <= figures[family]["grid_confident"] <= 1.0
+    for name in ("vae", "cvae"):
+        assert 0.0 < figures[name]["test_neg_elbo"] < 784 * 16
+        assert 0.0 <= figures[name]["grid_confident"] <= 1.0
     assert all(0.0 <= figures[f]["knn5_accuracy"] <= 1.0 for f in ("ae", "vae", "cvae"))
 
 

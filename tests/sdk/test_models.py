@@ -74,17 +74,17 @@ def test_embeddings_and_posteriors(encoder, sample) -> None:
 def test_outputs_match_the_stored_keras_references(artifacts) -> None:
     for key in artifacts.keys:
         reference = artifacts.reference(key)
-        family, part = key.split(".") if "." in key else (key, "classifier")
+        model, part = key.split(".") if "." in key else (key, "classifier")
         if part == "classifier":
             got = onnxdigits.Classifier(artifacts=artifacts, device="cpu").predict_proba(
                 reference["image"]
             )
             expected = reference["probs"]
         elif part == "encoder":
-            got = Encoder(family, artifacts=artifacts, device="cpu").embed(reference["image"])
-            expected = reference["z" if family == "ae" else "z_mean"]
+            got = Encoder(model, artifacts=artifacts, device="cpu").embed(reference["image"])
+            expected = reference["z" if model == "ae" else "z_mean"]
         else:
-            got = Generator(family, artifacts=artifacts, device="cpu").decode(reference["z"])
+            got = Generator(model, artifacts=artifacts, device="cpu").decode(reference["z"])
             expected = reference["image"][..., 0]
         assert np.max(np.abs(got - expected)) <= 1e-5, key
 

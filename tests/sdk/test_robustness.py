@@ -493,16 +493,16 @@ def test_a_small_batch_size_joins_chunks_exactly(artifacts, classifier, sample, 
     np.testing.assert_array_equal(chunked.predict(images), classifier.predict(images))
 
 
-@pytest.mark.parametrize("family", LATENT_MODELS)
-def test_small_batch_sizes_join_latent_chunks_exactly(artifacts, sample, family) -> None:
+@pytest.mark.parametrize("model", LATENT_MODELS)
+def test_small_batch_sizes_join_latent_chunks_exactly(artifacts, sample, model) -> None:
     images = sample[0][:50]
     encoder, small_encoder = (
-        Encoder(family, artifacts=artifacts, device="cpu", batch_size=b) for b in (None, 7)
+        Encoder(model, artifacts=artifacts, device="cpu", batch_size=b) for b in (None, 7)
     )
     z = encoder.embed(images)
     np.testing.assert_array_equal(small_encoder.embed(images), z)
     generator, small_generator = (
-        Generator(family, artifacts=artifacts, device="cpu", batch_size=b) for b in (None, 7)
+        Generator(model, artifacts=artifacts, device="cpu", batch_size=b) for b in (None, 7)
     )
     np.testing.assert_array_equal(small_generator.decode(z), generator.decode(z))
 
