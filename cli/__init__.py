@@ -16,6 +16,7 @@ from .digits import (
     verify_command,
 )
 from .main import main
+from .serve import serve_command
 from .training import TRAIN_EXTRA, evaluate_command, export_command, train_command
 
 for _command in (
@@ -30,6 +31,7 @@ for _command in (
     export_command,
     evaluate_command,
     bench_command,
+    serve_command,
 ):
     main.add_command(_command)
 

@@ -1,0 +1,391 @@
+"""The HTTP service: one FastAPI app over the SDK, whichever host runs it.
+
+`create_app` builds the app over a backend, the thing that runs the models: `LocalBackend` in
+this process under uvicorn, or Ray Serve's model deployments (`deployments.py`). The app parses
+and checks what clients send, normalises images with the SDK (`to_batch`), and answers every
+mistake with a JSON `{"error": "..."}` and a 4xx: 400 unparsable, 401 no or a wrong token, 413
+over a limit, 415 an unknown content type, 422 whatever the SDK refuses, with its message.
+"""
+
+from __future__ import annotations
+
+import hmac
+import io
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Protocol
+
+import numpy as np
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from onnxdigits import __version__, tile, to_batch, to_image
+from onnxdigits.errors import InputError, OnnxDigitsError
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .models import check_model
+
+MAX_BODY = 16 * 2**20
+MAX_IMAGES = 1024
+PNG = "image/png"
+# The page loads only its own files; decoded digits and grids are shown from blob: URLs.
+_PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' blob: data:; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may ask for.
+
+    Attributes:
+        max_body: the largest request body in bytes; a larger one gets 413 unread.
+        max_images: the most images one request may send or ask for (files, JSON images, latent
+            points, grid cells, samples); more get 413.
+    """
+
+    max_body: int = MAX_BODY
+    max_images: int = MAX_IMAGES
+
+
+class Backend(Protocol):
+    """Where the models run. Arrays come in the models' input form; SDK errors propagate."""
+
+    host: str
+
+    async def classify(self, batch: np.ndarray) -> np.ndarray: ...
+    async def embed(self, model: str, batch: np.ndarray) -> np.ndarray: ...
+    async def decode(self, model: str, z: np.ndarray) -> np.ndarray: ...
+    async def grid(self, model: str, n: int, lo: float, hi: float) -> np.ndarray: ...
+    async def sample(self, model: str, count: int, seed: int | None) -> np.ndarray: ...
+    async def sample_latent(self, model: str) -> tuple[np.ndarray, np.ndarray]: ...
+    async def describe(self) -> dict[str, Any]: ...
+    async def ready(self) -> str | None:
+        """None when every model answers; else what is not ready."""
+        ...
+
+
+class BodyLimit:
+    """ASGI middleware: a body over `limit` bytes gets 413 without being read whole.
+
+    A declared Content-Length over the limit is answered before a byte of the body is read; a
+    body without one (chunked) is counted as it arrives and refused once it passes the limit.
+    (FastAPI's own `max_body_size` answers the first case in plain text; this API answers JSON.)
+    """
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        message = f"the request body exceeds the limit of {self.limit} bytes; send less"
+        declared = Headers(scope=scope).get("content-length", "")
+        if declared.isdigit() and int(declared) > self.limit:
+            response = _error(413, message, {"Connection": "close"})
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            event = await receive()
+            if event["type"] == "http.request":
+                received += len(event.get("body", b""))
+                if received > self.limit:
+                    raise HTTPException(413, message)  # answered by the app's handler
+            return event
+
+        await self.app(scope, counted, send)
+
+
+def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def _token_check(token: str) -> Callable[[Request], Awaitable[None]]:
+    expected = token.encode()
+
+    async def check(request: Request) -> None:
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
+            raise HTTPException(
+                401,
+                "this service needs a token: send the header Authorization: Bearer <token>",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+
+    return check
+
+
+def create_app(backend: Backend, *, token: str | None = None, limits: Limits = Limits()) -> FastAPI:
+    """Build the service over `backend`.
+
+    Args:
+        backend: runs the models (`models.LocalBackend`, or Ray Serve's deployments).
+        token: when given, every /v1 request needs `Authorization: Bearer <token>` (else 401).
+        limits: the largest body and the most images a request may send or ask for.
+
+    Returns:
+        The FastAPI app: the /v1 API, /healthz, /readyz, the web page at / and OpenAPI at /docs.
+    """
+    app = FastAPI(
+        title="onnxdigits",
+        version=__version__,
+        summary="Keras MNIST models exported to ONNX: labels, embeddings, digits from latents.",
+    )
+    app.state.backend = backend
+    app.add_middleware(BodyLimit, limit=limits.max_body)
+    _add_error_handlers(app)
+    needs = [Depends(_token_check(token))] if token else []
+    v1 = APIRouter(prefix="/v1", dependencies=needs)
+
+    async def images_of(request: Request) -> np.ndarray:
+        """The request's images in the models' input form (see `read_images`)."""
+        return await read_images(request, limits.max_images)
+
+    def check_count(what: str, count: int) -> None:
+        if count > limits.max_images:
+            raise HTTPException(
+                413,
+                f"{count} {what} exceed the limit of {limits.max_images} per request; "
+                "split the request",
+            )
+
+    @v1.post(
+        "/classify",
+        summary="Label images",
+        description="Images as multipart files (field `images`, repeatable), one raw PNG/JPEG "
+        'body (`Content-Type: image/*`), or JSON `{"images": [28x28 nested lists, ...]}`, '
+        "uint8 0..255 or floats 0..1. Returns the labels and the ten probabilities of each.",
+    )
+    async def classify(request: Request) -> dict[str, Any]:
+        probs = await backend.classify(await images_of(request))
+        return {"labels": probs.argmax(axis=1).tolist(), "probabilities": probs.tolist()}
+
+    @v1.post(
+        "/embed",
+        summary="Embed images in a model's 2-D latent space",
+        description="The same inputs as /v1/classify. Returns z (ae) or z_mean (vae, cvae).",
+    )
+    async def embed(request: Request, model: str = "vae") -> dict[str, Any]:
+        check_model(model)
+        return {"embeddings": (await backend.embed(model, await images_of(request))).tolist()}
+
+    @v1.post(
+        "/decode",
+        summary="Decode latent points to digits",
+        description='JSON `{"z": [[z0, z1], ...]}`. Returns `{"images": [28x28 nested lists]}` '
+        "in [0, 1], or one tiled PNG when the request says `Accept: image/png`.",
+        responses={200: {"content": {PNG: {}}}},
+    )
+    async def decode(request: Request, model: str = "vae") -> Any:
+        check_model(model)
+        raw = await _json_body(request)
+        if not isinstance(raw, dict) or "z" not in raw:
+            raise InputError('expected a JSON object {"z": [[z0, z1], ...]}')
+        z = _numbers(raw["z"], "z")
+        if z.ndim:
+            check_count("latent points", len(z))
+        images = await backend.decode(model, z)
+        if PNG in request.headers.get("accept", ""):
+            return Response(await run_in_threadpool(_png, tile(images)), media_type=PNG)
+        return {"images": images.tolist()}
+
+    @v1.get(
+        "/grid",
+        summary="A model's latent manifold as a PNG",
+        description="The n x n grid of decoded normal quantiles, as `onnxdigits grid` draws it.",
+        response_class=Response,
+        responses={200: {"content": {PNG: {}}}},
+    )
+    async def grid(model: str = "vae", n: int = 15, lo: float = 0.05, hi: float = 0.95) -> Response:
+        check_model(model)
+        if n > 0:
+            check_count("grid cells", n * n)
+        picture = await backend.grid(model, n, lo, hi)
+        return Response(await run_in_threadpool(_png, picture), media_type=PNG)
+
+    @v1.get(
+        "/sample",
+        summary="Digits from a model's prior as a PNG",
+        description="`count` digits decoded from points drawn from N(0, I), tiled; `seed` "
+        "makes the draw repeatable.",
+        response_class=Response,
+        responses={200: {"content": {PNG: {}}}},
+    )
+    async def sample(
+        model: str = "vae",
+        count: int = 64,
+        seed: int | None = Query(None, ge=0, le=2**63 - 1),
+    ) -> Response:
+        check_model(model)
+        check_count("samples", count)
+        digits = await backend.sample(model, count, seed)
+        return Response(await run_in_threadpool(_png, tile(digits)), media_type=PNG)
+
+    @v1.get(
+        "/latent",
+        summary="The shipped sample's embeddings and labels",
+        description="The points the web page plots on a model's latent plane.",
+    )
+    async def latent(model: str = "vae") -> dict[str, Any]:
+        check_model(model)
+        z, labels = await backend.sample_latent(model)
+        return {"model": model, "z": z.tolist(), "labels": labels.tolist()}
+
+    @v1.get(
+        "/models",
+        summary="The set in use and where each model runs",
+        description="Each submodel's file, sha256, size, tensors, export parity and test metrics "
+        "from the manifest, and the device and providers its session really got.",
+    )
+    async def models() -> dict[str, Any]:
+        return await backend.describe()
+
+    app.include_router(v1)
+
+    @app.get("/healthz", summary="The process is up")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", summary="The models are loaded and answer")
+    async def readyz() -> JSONResponse:
+        problem = await backend.ready()
+        if problem:
+            return _error(503, problem)
+        return JSONResponse({"status": "ready", "host": backend.host})
+
+    page = (resources.files(__package__) / "static" / "index.html").read_bytes()
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> Response:
+        return Response(page, media_type="text/html; charset=utf-8", headers=_PAGE_HEADERS)
+
+    app.mount("/static", StaticFiles(packages=[(__package__, "static")]), name="static")
+    return app
+
+
+async def read_images(request: Request, max_images: int) -> np.ndarray:
+    """Read the images a request sends and bring them to the models' input form.
+
+    Args:
+        request: multipart files in the field `images`; or one raw image body with a
+            Content-Type of image/*; or JSON `{"images": [...]}` of nested lists of numbers.
+        max_images: the most images it may hold.
+
+    Returns:
+        float32 (N, 28, 28, 1) in [0, 1], from `onnxdigits.to_batch`.
+
+    Raises:
+        HTTPException: 400 unparsable, 413 too many images, 415 another content type.
+        InputError: what the SDK refuses (unreadable images, NaN, wrong shapes, ...).
+    """
+    kind = _media_type(request)
+    sources: list[bytes] | np.ndarray
+    if kind == "multipart/form-data":
+        sources = await _multipart_images(request, max_images)
+    elif kind.startswith("image/"):
+        sources = [await request.body()]
+    elif kind == "application/json":
+        raw = await _json_body(request)
+        if not isinstance(raw, dict) or "images" not in raw:
+            raise InputError('expected a JSON object {"images": [28x28 nested lists, ...]}')
+        sources = _numbers(raw["images"], "images")
+    else:
+        raise HTTPException(
+            415,
+            f"cannot read images from a {kind or 'request without a Content-Type'}; send "
+            'multipart/form-data (files in the field "images"), image/png or image/jpeg, or '
+            "application/json",
+        )
+    batch = await run_in_threadpool(to_batch, sources)
+    if len(batch) > max_images:
+        raise HTTPException(
+            413, f"{len(batch)} images exceed the limit of {max_images} per request; split them"
+        )
+    return batch
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+async def _multipart_images(request: Request, max_images: int) -> list[bytes]:
+    try:
+        form = await request.form(max_files=max_images, max_fields=max_images)
+    except HTTPException as exc:
+        # Starlette says "Too many files" with a 400; over the image limit is a 413 here.
+        if str(exc.detail).startswith("Too many files"):
+            raise HTTPException(
+                413, f"more than {max_images} files in one request; split them"
+            ) from None
+        raise
+    try:
+        files = form.getlist("images")
+        if not files:
+            raise InputError('no images: send image files in the multipart field "images"')
+        if any(isinstance(item, str) for item in files):
+            raise InputError('the multipart field "images" must hold files, not text')
+        return [await item.read() for item in files if not isinstance(item, str)]
+    finally:
+        await form.close()
+
+
+async def _json_body(request: Request) -> Any:
+    if _media_type(request) != "application/json":
+        raise HTTPException(415, "send application/json")
+    body = await request.body()
+    try:
+        return json.loads(body)  # accepts NaN and Infinity, which the SDK then refuses by name
+    except (ValueError, RecursionError) as exc:
+        raise HTTPException(400, f"the body is not valid JSON: {exc}") from None
+
+
+def _numbers(value: object, what: str) -> np.ndarray:
+    """A JSON value as an array of numbers; never strings, which the SDK would read as paths."""
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise InputError(f"{what} are not a rectangular array of numbers: {exc}") from None
+    if array.dtype.kind not in "biuf":
+        raise InputError(f"{what} must be nested lists of numbers; got {array.dtype} values")
+    return array
+
+
+def _png(picture: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    to_image(picture).save(out, format="PNG")
+    return out.getvalue()
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return _error(exc.status_code, str(exc.detail), exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_parameter(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [
+            f"{'.'.join(str(part) for part in error['loc'][1:]) or 'request'}: {error['msg']}"
+            for error in exc.errors()
+        ]
+        return _error(422, "; ".join(problems))
+
+    @app.exception_handler(InputError)
+    async def refused(request: Request, exc: InputError) -> JSONResponse:
+        return _error(422, str(exc))
+
+    @app.exception_handler(OnnxDigitsError)
+    async def failed(request: Request, exc: OnnxDigitsError) -> JSONResponse:
+        return _error(500, str(exc))
