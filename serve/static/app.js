@@ -64,6 +64,7 @@ function clearPad() {
   ink.fillRect(0, 0, pad.width, pad.height);
   state.inked = false;
   state.drawn = null;
+  delete plane.dataset.drawn;
   state.drawSeq += 1;
   $("label").textContent = "–";
   $("confidence").textContent = "";
@@ -150,6 +151,7 @@ async function embedDrawing(png, seq) {
   const answer = await response.json();
   if (seq !== state.drawSeq || model !== state.model) return;
   state.drawn = answer.embeddings[0];
+  plane.dataset.drawn = JSON.stringify(state.drawn);
   drawPlane();
 }
 
@@ -198,10 +200,11 @@ async function loadPoints() {
   state.points = answer;
   const xs = answer.z.map((p) => p[0]);
   const ys = answer.z.map((p) => p[1]);
-  const pad = (lo, hi) => 0.06 * (hi - lo || 1);
+  const margin = (lo, hi) => 0.06 * (hi - lo || 1);
   const [x0, x1, y0, y1] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
-  state.bounds = { x0: x0 - pad(x0, x1), x1: x1 + pad(x0, x1),
-                   y0: y0 - pad(y0, y1), y1: y1 + pad(y0, y1) };
+  state.bounds = { x0: x0 - margin(x0, x1), x1: x1 + margin(x0, x1),
+                   y0: y0 - margin(y0, y1), y1: y1 + margin(y0, y1) };
+  plane.dataset.bounds = JSON.stringify(state.bounds);
   drawPlane();
 }
 
@@ -217,6 +220,10 @@ function drawPlane() {
   paint.moveTo(ox, 0); paint.lineTo(ox, plane.height);
   paint.moveTo(0, oy); paint.lineTo(plane.width, oy);
   paint.stroke();
+  paint.fillStyle = "#5b6475";
+  paint.font = "12px 'DejaVu Sans', sans-serif";
+  paint.fillText("z[0] →", plane.width - 48, Math.min(Math.max(oy - 6, 14), plane.height - 6));
+  paint.fillText("↑ z[1]", Math.min(Math.max(ox + 6, 4), plane.width - 48), 14);
   paint.globalAlpha = 0.75;
   state.points.z.forEach((z, i) => {
     const [x, y] = toPixel(z);
@@ -318,6 +325,7 @@ async function loadModel() {
 $("model").addEventListener("change", () => {
   state.model = $("model").value;
   state.drawn = null;
+  delete plane.dataset.drawn;
   state.points = null;
   drawPlane();
   loadModel();
