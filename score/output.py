@@ -1,0 +1,114 @@
+"""Where a scoring job writes: the output path's checks, and writing it all or nothing.
+
+Output is written under a temporary name beside the target (`.NAME.tmp-XXXXXXXX`) and renamed
+into place only when complete, so a failed or interrupted job leaves what was there before.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from .errors import OutputError
+
+PARQUET_SUFFIX = ".parquet"
+
+
+def check_output(out: str | os.PathLike[str], *, directory: bool = False) -> Path:
+    """Check, before any input is read, that `out` can be written.
+
+    Args:
+        out: the Parquet file to write, or with `directory` the directory of Parquet files.
+        directory: the output is a directory (Ray's `write_parquet`). An existing directory is
+            replaced only if it holds nothing but Parquet files, as an earlier job left it.
+
+    Returns:
+        `out` as a Path.
+
+    Raises:
+        OutputError: its folder is missing or cannot be written into, or something else is in
+            the way.
+    """
+    out = Path(out)
+    parent = out.parent
+    if not parent.is_dir():
+        what = "is not a folder" if parent.exists() else "does not exist"
+        raise OutputError(f"cannot write {out}: the folder {parent} {what}; create it first")
+    if out.is_dir() and not out.is_symlink():
+        if not directory:
+            raise OutputError(
+                f"{out} is a directory; name the Parquet file to write, "
+                f"such as {out / ('scores' + PARQUET_SUFFIX)}"
+            )
+        others = sorted(
+            p.name for p in out.iterdir() if not (p.is_file() and p.suffix == PARQUET_SUFFIX)
+        )
+        if others:
+            raise OutputError(
+                f"{out} holds more than Parquet files ({', '.join(others[:3])}); "
+                "name a new directory or remove it"
+            )
+    elif out.exists() and not out.is_file():
+        raise OutputError(f"{out} is neither a file nor a directory; name another output")
+    try:
+        probe = _create_file(parent / f".{out.name}.tmp-{secrets.token_hex(4)}")
+        probe.unlink()
+    except OSError as exc:
+        raise OutputError(f"cannot write into {parent}: {exc.strerror or exc}") from None
+    return out
+
+
+def _create_file(path: Path) -> Path:
+    # os.open, unlike mkstemp, lets the umask decide the mode: the result is an ordinary file.
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    return path
+
+
+@contextmanager
+def staged_file(out: Path) -> Iterator[Path]:
+    """A new file beside `out` to write; it replaces `out` when the block completes and is
+    removed if the block raises."""
+    staging = _create_file(out.parent / f".{out.name}.tmp-{secrets.token_hex(4)}")
+    try:
+        yield staging
+        os.replace(staging, out)
+    except BaseException:
+        staging.unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def staged_directory(out: Path) -> Iterator[Path]:
+    """A new directory beside `out` to fill; it replaces `out` when the block completes and is
+    removed if the block raises."""
+    staging = out.parent / f".{out.name}.tmp-{secrets.token_hex(4)}"
+    staging.mkdir()
+    try:
+        yield staging
+        _swap_in(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _swap_in(staging: Path, out: Path) -> None:
+    """Put `staging` where `out` is with two renames; what `out` held is removed after."""
+    retired = None
+    if out.exists() or out.is_symlink():
+        retired = out.parent / f".{out.name}.old-{secrets.token_hex(4)}"
+        os.replace(out, retired)
+    try:
+        os.replace(staging, out)
+    except BaseException:
+        if retired is not None:
+            os.replace(retired, out)
+        raise
+    if retired is not None:
+        if retired.is_dir() and not retired.is_symlink():
+            shutil.rmtree(retired, ignore_errors=True)
+        else:
+            retired.unlink(missing_ok=True)
