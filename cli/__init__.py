@@ -16,7 +16,7 @@ from .digits import (
     verify_command,
 )
 from .main import main
-from .score import score_command
+from .score import export_triton_command, score_command
 from .serve import serve_command
 from .training import TRAIN_EXTRA, evaluate_command, export_command, train_command
 
@@ -33,6 +33,7 @@ for _command in (
     evaluate_command,
     bench_command,
     score_command,
+    export_triton_command,
     serve_command,
 ):
     main.add_command(_command)
