@@ -1,5 +1,5 @@
-"""The commands for data sets and other servers: `score` (batch inference into Parquet) and
-`export-triton` (a Triton Inference Server model repository)."""
+"""The commands for data sets and other servers: `score` (batch inference into Parquet, in one
+process or on Ray) and `export-triton` (a Triton Inference Server model repository)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from onnxdigits.specs import MODELS, SUBMODELS
 from .main import artifacts_option, device_option
 
 SCORE_EXTRA = "pip install 'onnxdigits[score]'"
+RAY_EXTRA = "pip install 'onnxdigits[ray]'"
 TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:<yy.mm>-py3"  # any release since 22.12 (opset 17)
 
 
@@ -25,7 +26,8 @@ def _missing(exc: ModuleNotFoundError, extra: str) -> click.ClickException:
     "--out",
     required=True,
     type=click.Path(path_type=Path),
-    help="The Parquet file to write; it replaces what was there only once complete.",
+    help="The Parquet file to write (with --ray, a directory of Parquet files); it replaces "
+    "what was there only once complete.",
 )
 @click.option(
     "--model",
@@ -40,6 +42,25 @@ def _missing(exc: ModuleNotFoundError, extra: str) -> click.ClickException:
     help='The column of image bytes in Parquet inputs. Defaults to "image", else the only '
     "column of bytes.",
 )
+@click.option(
+    "--ray",
+    "use_ray",
+    is_flag=True,
+    help=f"Run as a Ray Data pipeline, one model per actor ({RAY_EXTRA}).",
+)
+@click.option(
+    "--address",
+    default=None,
+    help="The Ray cluster to run on, with --ray. Defaults to $RAY_ADDRESS, else a local "
+    "cluster started for the job.",
+)
+@click.option(
+    "--actors",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Model actors in the pool, with --ray. Defaults to one per free CPU, or per free GPU "
+    "on CUDA.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @artifacts_option
 @device_option
@@ -48,6 +69,9 @@ def score_command(
     out: Path,
     model: str,
     column: str | None,
+    use_ray: bool,
+    address: str | None,
+    actors: int | None,
     quiet: bool,
     artifacts: Path | None,
     device: str | None,
@@ -62,21 +86,40 @@ def score_command(
     fails only when the output cannot be written or every input fails. Progress and a summary go
     to stderr, the output's path to stdout.
     """
+    if not use_ray and (address is not None or actors is not None):
+        flag = "--address" if address is not None else "--actors"
+        raise click.UsageError(f"{flag} needs --ray")
     try:
-        from onnxdigits.score import score
+        if use_ray:
+            from onnxdigits.score.cluster import score_on_ray
+        else:
+            from onnxdigits.score import score
     except ModuleNotFoundError as exc:
-        if exc.name not in ("pyarrow", "tqdm"):
+        if exc.name not in ("pyarrow", "tqdm", "ray"):
             raise
-        raise _missing(exc, SCORE_EXTRA) from None
-    summary = score(
-        inputs,
-        out,
-        model=model,
-        artifacts=artifacts,
-        device=device,
-        column=column,
-        progress=not quiet,
-    )
+        raise _missing(exc, RAY_EXTRA if exc.name == "ray" else SCORE_EXTRA) from None
+    if use_ray:
+        summary = score_on_ray(
+            inputs,
+            out,
+            model=model,
+            artifacts=artifacts,
+            device=device,
+            column=column,
+            address=address,
+            actors=actors,
+            progress=not quiet,
+        )
+    else:
+        summary = score(
+            inputs,
+            out,
+            model=model,
+            artifacts=artifacts,
+            device=device,
+            column=column,
+            progress=not quiet,
+        )
     click.echo(str(summary), err=True)
     click.echo(str(summary.out))
 

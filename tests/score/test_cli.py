@@ -48,7 +48,12 @@ def test_quiet_and_an_encoder(inputs: Inputs, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "args, message",
-    [(("--model", "gan"), "Invalid value for '--model'")],
+    [
+        (("--model", "gan"), "Invalid value for '--model'"),
+        (("--address", "ray://x:10001"), "--address needs --ray"),
+        (("--actors", "2"), "--actors needs --ray"),
+        (("--actors", "0", "--ray"), "Invalid value for '--actors'"),
+    ],
 )
 def test_usage_errors_exit_2(args: tuple[str, ...], message: str, inputs: Inputs, tmp_path) -> None:
     result = run("score", str(inputs.npz), "--out", str(tmp_path / "o.parquet"), *args)
