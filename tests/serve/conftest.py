@@ -163,7 +163,7 @@ def ray_server(ray_cluster: str) -> Iterator[Server]:
     assert status == 0, f"Ray host exited {status} on SIGTERM:\n{server.logs()}"
 
 
-@pytest.fixture(scope="session", params=["uvicorn"])
+@pytest.fixture(scope="session", params=["uvicorn", "ray"])
 def server(request: pytest.FixtureRequest) -> Server:
     """Each host in turn: the service tests run against both."""
     return request.getfixturevalue(f"{request.param}_server")

@@ -1,0 +1,424 @@
+"""The service on Ray Serve: the same FastAPI app as the ingress, the models as batched deployments.
+
+Three deployments make one Serve application, "onnxdigits":
+
+- "ingress": the HTTP app of `app.create_app`, which parses requests and normalises images, then
+  calls the model deployments through their handles (`RayBackend`);
+- "classifier" and "latent": the SDK's classifier, and the encoders and generators of ae, vae and
+  cvae, each in N replicas. Concurrent requests to a replica are gathered by `@serve.batch` into
+  one session run per model (`max_batch` requests at most, waiting at most `batch_wait_s`).
+
+Every actor reserves a fraction of a CPU (`replica_cpus`), so that the ingress, the replicas and
+Serve's proxy and controller (which reserve none) share two cores. Arrays pass between the actors
+through Ray's object serialisation; nothing a client sends is unpickled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import threading
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import ray
+from fastapi import FastAPI
+from onnxdigits.errors import InputError, OnnxDigitsError
+from onnxdigits.manifest import ENV_VAR as ARTIFACTS_VAR
+from onnxdigits.session import ENV_VAR as DEVICE_VAR
+from ray import serve
+from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
+from ray.serve.handle import DeploymentHandle
+from starlette.exceptions import HTTPException
+
+from .app import Limits, create_app
+from .models import Models
+
+APP = "onnxdigits"
+CALL_TIMEOUT_S = 60  # a model call that takes longer is answered 503, not left hanging
+STOP_TIMEOUT_S = 120  # for the replicas to drain and the application to go
+LOCAL_OBJECT_STORE = 256 * 2**20  # the arrays passed are small; Ray's default is 30% of memory
+
+
+class Batched:
+    """`run` over lists of requests, called one request at a time: through `@serve.batch` when
+    `max_batch` > 1, else directly.
+
+    `run` runs on a thread so that the replica keeps accepting requests meanwhile; it returns an
+    exception object for a request it refuses, which is raised for that request alone. `requests`
+    and `runs` count the calls and the runs they made, for `describe`.
+    """
+
+    def __init__(self, run: Callable[[list[Any]], list[Any]], max_batch: int, wait_s: float):
+        self.max_batch = max_batch
+        self.requests = 0
+        self.runs = 0
+
+        async def many(requests: list[Any]) -> list[Any]:
+            self.runs += 1
+            return await asyncio.to_thread(run, requests)
+
+        self._many = many
+        self._batch = serve.batch(max_batch_size=max_batch, batch_wait_timeout_s=wait_s)(many)
+
+    async def __call__(self, request: Any) -> Any:
+        self.requests += 1
+        if self.max_batch > 1:
+            result = await self._batch(request)
+        else:
+            result = (await self._many([request]))[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def stats(self) -> dict[str, Any]:
+        """The batch limit, the calls and the runs so far, and which replica counted them."""
+        replica = serve.get_replica_context().replica_id.unique_id
+        return {
+            "max_batch": self.max_batch,
+            "requests": self.requests,
+            "runs": self.runs,
+            "replica": replica,
+        }
+
+
+def _joined(run: Callable[[np.ndarray], np.ndarray], parts: list[np.ndarray]) -> list[Any]:
+    """Run `run` once over `parts` joined, and split its output back; when the joint run is
+    refused, run each part alone so that one bad request fails by itself."""
+    try:
+        output = run(np.concatenate(parts))
+        return np.split(output, np.cumsum([len(part) for part in parts])[:-1])
+    except (InputError, ValueError):
+        pass
+    results: list[Any] = []
+    for part in parts:
+        try:
+            results.append(run(part))
+        except InputError as exc:
+            results.append(exc)
+    return results
+
+
+def _by_model(
+    run: Callable[[str, np.ndarray], np.ndarray], requests: list[tuple[str, np.ndarray]]
+) -> list[Any]:
+    """One joint run per model over (model, array) requests, answers in the requests' order."""
+    results: list[Any] = [None] * len(requests)
+    for model in {model for model, _ in requests}:
+        indices = [i for i, (m, _) in enumerate(requests) if m == model]
+        answers = _joined(partial(run, model), [requests[i][1] for i in indices])
+        for i, answer in zip(indices, answers):
+            results[i] = answer
+    return results
+
+
+class Classifier:
+    """The SDK's classifier; concurrent requests are classified in one run."""
+
+    def __init__(
+        self, artifacts: str | None, device: str | None, max_batch: int, wait_s: float
+    ) -> None:
+        self.models = Models(artifacts, device, latent=False)
+        self._classify = Batched(
+            lambda parts: _joined(self.models.classify, parts), max_batch, wait_s
+        )
+
+    async def classify(self, batch: np.ndarray) -> np.ndarray:
+        return await self._classify(batch)
+
+    def describe(self) -> dict[str, Any]:
+        return {**self.models.describe(), "batching": {"classify": self._classify.stats()}}
+
+    def ready(self) -> bool:
+        return True
+
+
+class Latent:
+    """The encoders and generators of ae, vae and cvae; concurrent requests to one model are
+    embedded or decoded in one run."""
+
+    def __init__(
+        self, artifacts: str | None, device: str | None, max_batch: int, wait_s: float
+    ) -> None:
+        self.models = Models(artifacts, device, classifier=False)
+        self._embed = Batched(
+            lambda requests: _by_model(self.models.embed, requests), max_batch, wait_s
+        )
+        self._decode = Batched(
+            lambda requests: _by_model(self.models.decode, requests), max_batch, wait_s
+        )
+
+    async def embed(self, model: str, batch: np.ndarray) -> np.ndarray:
+        return await self._embed((model, batch))
+
+    async def decode(self, model: str, z: np.ndarray) -> np.ndarray:
+        return await self._decode((model, z))
+
+    async def grid(self, model: str, n: int, lo: float, hi: float) -> np.ndarray:
+        return await asyncio.to_thread(self.models.grid, model, n, lo, hi)
+
+    async def sample(self, model: str, count: int, seed: int | None) -> np.ndarray:
+        return await asyncio.to_thread(self.models.sample, model, count, seed)
+
+    async def sample_latent(self, model: str) -> tuple[np.ndarray, np.ndarray]:
+        return await asyncio.to_thread(self.models.sample_latent, model)
+
+    def describe(self) -> dict[str, Any]:
+        batching = {"embed": self._embed.stats(), "decode": self._decode.stats()}
+        return {**self.models.describe(), "batching": batching}
+
+    def ready(self) -> bool:
+        return True
+
+
+ClassifierDeployment = serve.deployment(name="classifier")(Classifier)
+LatentDeployment = serve.deployment(name="latent")(Latent)
+
+
+class RayBackend:
+    """The app's backend on Ray Serve: calls the model deployments through their handles.
+
+    A call to a replica that dies is tried once more (the models are pure functions, and Serve
+    routes the retry to a live replica); a second failure or a call past `CALL_TIMEOUT_S` is
+    answered 503. The SDK's errors raised in a replica reach the app as themselves.
+    """
+
+    host = "ray"
+
+    def __init__(self, classifier: DeploymentHandle, latent: DeploymentHandle, replicas: int):
+        self.classifier = classifier
+        self.latent = latent
+        self.replicas = replicas
+
+    async def _call(self, method: Callable[..., Any], *args: Any) -> Any:
+        for attempt in range(2):
+            response = method(*args)
+            try:
+                return await asyncio.wait_for(_result(response), CALL_TIMEOUT_S)
+            except RayTaskError as exc:
+                if isinstance(exc.cause, OnnxDigitsError):
+                    raise exc.cause from None
+                raise
+            except (RayActorError, ActorUnavailableError) as exc:
+                if attempt == 1:
+                    raise HTTPException(
+                        503, f"a model replica was lost ({type(exc).__name__}); retry"
+                    ) from None
+            except TimeoutError:
+                response.cancel()
+                raise HTTPException(
+                    503, f"the models did not answer within {CALL_TIMEOUT_S} s; retry later"
+                ) from None
+        raise AssertionError("unreachable")
+
+    async def classify(self, batch: np.ndarray) -> np.ndarray:
+        return await self._call(self.classifier.classify.remote, batch)
+
+    async def embed(self, model: str, batch: np.ndarray) -> np.ndarray:
+        return await self._call(self.latent.embed.remote, model, batch)
+
+    async def decode(self, model: str, z: np.ndarray) -> np.ndarray:
+        return await self._call(self.latent.decode.remote, model, z)
+
+    async def grid(self, model: str, n: int, lo: float, hi: float) -> np.ndarray:
+        return await self._call(self.latent.grid.remote, model, n, lo, hi)
+
+    async def sample(self, model: str, count: int, seed: int | None) -> np.ndarray:
+        return await self._call(self.latent.sample.remote, model, count, seed)
+
+    async def sample_latent(self, model: str) -> tuple[np.ndarray, np.ndarray]:
+        z, labels = await self._call(self.latent.sample_latent.remote, model)
+        return z, labels
+
+    async def describe(self) -> dict[str, Any]:
+        classifier = await self._call(self.classifier.describe.remote)
+        latent = await self._call(self.latent.describe.remote)
+        models = {**classifier.pop("models"), **latent.pop("models")}
+        # Each replica counts its own requests and runs: these are one replica's of each.
+        batching = {**classifier.pop("batching"), **latent.pop("batching")}
+        return {
+            "host": self.host,
+            **classifier,
+            "models": models,
+            "replicas": self.replicas,
+            "batching": batching,
+        }
+
+    async def ready(self) -> str | None:
+        for name, handle in (("classifier", self.classifier), ("latent", self.latent)):
+            try:
+                await asyncio.wait_for(_result(handle.ready.remote()), 10)
+            except Exception as exc:  # any failure to answer means not ready, whatever its kind
+                return f"the {name} deployment does not answer: {type(exc).__name__}"
+        return None
+
+
+async def _result(response: Any) -> Any:
+    """A handle call's result (a DeploymentResponse is awaitable, not a coroutine)."""
+    return await response
+
+
+def application(
+    *,
+    token: str | None,
+    limits: Limits,
+    replicas: int,
+    max_batch: int,
+    batch_wait_s: float,
+    replica_cpus: float,
+    artifacts: str | None,
+    device: str | None,
+) -> Any:
+    """The Serve application: the ingress bound to the two model deployments.
+
+    Args:
+        token, limits: as for `create_app`.
+        replicas: replicas of each model deployment.
+        max_batch: the most requests a replica runs as one batch; 1 turns batching off.
+        batch_wait_s: how long a replica waits for a batch to fill.
+        replica_cpus: the logical CPUs each actor reserves.
+        artifacts: the set's directory as every node sees it; None for the default set.
+        device: the device each replica asks for; None for each node's default.
+
+    Returns:
+        A bound Serve application for `serve.run`.
+    """
+    options: dict[str, Any] = {
+        "num_replicas": replicas,
+        "ray_actor_options": {"num_cpus": replica_cpus},
+        # Room for a batch to form while the previous one runs.
+        "max_ongoing_requests": max(2 * max_batch, 32),
+    }
+    model_args = (artifacts, device, max_batch, batch_wait_s)
+    classifier = ClassifierDeployment.options(**options).bind(*model_args)
+    latent = LatentDeployment.options(**options).bind(*model_args)
+
+    def build_app() -> FastAPI:
+        backend = RayBackend(
+            serve.get_deployment_handle("classifier", app_name=APP),
+            serve.get_deployment_handle("latent", app_name=APP),
+            replicas,
+        )
+        return create_app(backend, token=token, limits=limits)
+
+    ingress = serve.deployment(
+        name="ingress",
+        ray_actor_options={"num_cpus": replica_cpus},
+        max_ongoing_requests=1024,
+    )(serve.ingress(build_app)())
+    # The model deployments are bound as arguments so that Serve deploys them with the ingress.
+    return ingress.bind(classifier, latent)
+
+
+def serve_on_ray(
+    *,
+    host: str,
+    port: int,
+    token: str | None,
+    limits: Limits,
+    address: str | None,
+    replicas: int,
+    max_batch: int,
+    batch_wait_s: float,
+    replica_cpus: float,
+    artifacts: Path | None,
+    device: str | None,
+    announce: Callable[[str], None],
+) -> None:
+    """Deploy the service on Ray Serve and keep it up until SIGINT or SIGTERM.
+
+    Args:
+        host, port: where Serve's HTTP proxy listens.
+        address: the Ray cluster to join; None starts a local one, stopped on exit.
+        announce: told one line with the URL once the application is running.
+        Others: as for `application`.
+
+    Raises:
+        OnnxDigitsError: the cluster has too few CPUs for the replicas asked for.
+    """
+    if port == 0:
+        raise OnnxDigitsError("Ray Serve needs a fixed port: give --port")
+    # Replicas may run on other nodes: the set by absolute path, the device as chosen here.
+    where = artifacts or os.environ.get(ARTIFACTS_VAR)
+    where = str(Path(where).resolve()) if where else None
+    device = device or os.environ.get(DEVICE_VAR) or None
+    local = address is None
+    if local:
+        ray.init(include_dashboard=False, object_store_memory=LOCAL_OBJECT_STORE)
+    else:
+        ray.init(address=address)
+    try:
+        need = (2 * replicas + 1) * replica_cpus
+        have = ray.cluster_resources().get("CPU", 0)
+        if need > have:
+            raise OnnxDigitsError(
+                f"{replicas} replicas of two deployments and an ingress at {replica_cpus} CPU "
+                f"each need {need:g} CPUs; the cluster has {have:g}: lower --replicas or "
+                "--replica-cpus"
+            )
+        serve.start(http_options={"host": host, "port": port})
+        app = application(
+            token=token,
+            limits=limits,
+            replicas=replicas,
+            max_batch=max_batch,
+            batch_wait_s=batch_wait_s,
+            replica_cpus=replica_cpus,
+            artifacts=where,
+            device=device,
+        )
+        serve.run(app, name=APP, route_prefix="/")
+        shown = f"[{host}]" if ":" in host else host
+        announce(
+            f"onnxdigits serve: http://{shown}:{port} (Ray Serve, {replicas} replica(s) of each "
+            "model; API docs at /docs)"
+        )
+        _wait_for_signal()
+        _stop(local)
+    finally:
+        ray.shutdown()
+
+
+def _stop(local: bool) -> None:
+    """Delete the application, letting each replica finish what it holds, and on a local
+    cluster stop Serve too.
+
+    Raises:
+        OnnxDigitsError: the cluster did not answer within STOP_TIMEOUT_S (it was stopped
+            under us, say); the application may be left deployed.
+    """
+    done = threading.Event()
+    failure: list[BaseException] = []
+
+    def stop() -> None:
+        try:
+            serve.delete(APP)
+            if local:
+                serve.shutdown()
+        except Exception as exc:  # reported below, in the main thread
+            failure.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=stop, daemon=True).start()
+    if not done.wait(STOP_TIMEOUT_S) or failure:
+        why = f": {failure[0]}" if failure else f" within {STOP_TIMEOUT_S} s"
+        raise OnnxDigitsError(
+            f"Ray Serve did not delete the application{why}; is the cluster up? "
+            "`serve status` shows what is left"
+        )
+
+
+def _wait_for_signal() -> None:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, frame: stop.set())
+    while not stop.wait(0.5):
+        pass
+    # While the application drains, a second signal ends the command at once.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)

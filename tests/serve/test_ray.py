@@ -1,0 +1,151 @@
+"""What Ray Serve adds: replicas, batching, and surviving a replica killed under load.
+
+The service tests of `test_service.py` run on Ray Serve too; these are the Ray host's own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import httpx
+import numpy as np
+import onnxdigits
+import pytest
+
+from .conftest import TOKEN, Server
+
+ray = pytest.importorskip("ray")
+serve = pytest.importorskip("ray.serve")
+APP = "onnxdigits"
+
+
+def replica_names(deployment: str) -> list[str]:
+    """The named actors of the live replicas of one of the application's deployments."""
+    return sorted(
+        actor["name"]
+        for actor in ray.util.list_named_actors(all_namespaces=True)
+        if actor["namespace"] == "serve" and f"{APP}#{deployment}#" in actor["name"]
+    )
+
+
+def wait_for_replicas(deployment: str, count: int, timeout_s: float = 180) -> list[str]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status = serve.status().applications[APP].deployments[deployment]
+        running = status.replica_states.get("RUNNING", 0)
+        if running == count and status.status == "HEALTHY":
+            return replica_names(deployment)
+        assert time.monotonic() < deadline, f"{deployment}: {status}"
+        time.sleep(0.5)
+
+
+def test_models_say_where_they_run_on_ray(ray_server: Server) -> None:
+    with ray_server.client() as client:
+        answer = client.get("/v1/models").json()
+    assert answer["host"] == "ray" and answer["replicas"] == 2
+    assert set(answer["batching"]) == {"classify", "embed", "decode"}
+    assert all(stats["max_batch"] == 32 for stats in answer["batching"].values())
+
+
+def classify_stats(handle: Any) -> dict[str, dict[str, Any]]:
+    """Each classifier replica's batching counts, by replica id, asking until both answer."""
+    stats: dict[str, dict[str, Any]] = {}
+    for _ in range(50):
+        answer = handle.describe.remote().result(timeout_s=60)["batching"]["classify"]
+        stats[answer["replica"]] = answer
+        if len(stats) == 2:
+            break
+    return stats
+
+
+def test_concurrent_requests_are_batched_into_fewer_runs(
+    ray_server: Server, sample: Any, classifier: onnxdigits.Classifier
+) -> None:
+    """64 classify calls at once through the deployment's handle: the replicas run them in
+    fewer session runs than calls, and every answer is the SDK's for its own images."""
+    handle = serve.get_deployment_handle("classifier", app_name=APP)
+    batches = [onnxdigits.to_batch(sample[0][i : i + 1 + i % 3]) for i in range(64)]
+    before = classify_stats(handle)
+    answers = [handle.classify.remote(batch) for batch in batches]
+    for batch, answer in zip(batches, answers):
+        np.testing.assert_allclose(
+            answer.result(timeout_s=120), classifier.predict_proba(batch), atol=1e-6, rtol=0
+        )
+    after = classify_stats(handle)
+    # (calls, runs) of each replica seen both times; describe() itself is not counted.
+    counted = {
+        replica: (
+            after[replica]["requests"] - before[replica]["requests"],
+            after[replica]["runs"] - before[replica]["runs"],
+        )
+        for replica in set(before) & set(after)
+    }
+    busy = {replica: done for replica, done in counted.items() if done[0] >= 8}
+    assert busy, (before, after)
+    for calls, runs in busy.values():
+        assert runs < calls / 2, f"{calls} concurrent calls took {runs} session runs"
+
+
+def test_a_replica_killed_mid_load_loses_no_later_request(
+    ray_server: Server, pngs: list[bytes], classifier: onnxdigits.Classifier, capsys: Any
+) -> None:
+    wait_for_replicas("classifier", 2)
+    victim = replica_names("classifier")[0]
+    expected = classifier.predict_proba(pngs)
+    clients, each = 8, 60
+    killed_at: list[float] = []
+
+    async def one_client(index: int, http: httpx.AsyncClient) -> list[tuple[float, int, Any]]:
+        results = []
+        for step in range(each):
+            which = (index * each + step) % len(pngs)
+            started = time.monotonic()
+            try:
+                response = await http.post(
+                    "/v1/classify", content=pngs[which], headers={"Content-Type": "image/png"}
+                )
+                outcome: Any = (response.status_code, response.json())
+            except httpx.HTTPError as exc:
+                outcome = (0, repr(exc))
+            results.append((started, which, outcome))
+        return results
+
+    async def kill_later() -> None:
+        await asyncio.sleep(1.5)
+        ray.kill(ray.get_actor(victim, namespace="serve"), no_restart=True)
+        killed_at.append(time.monotonic())
+
+    async def run() -> list[list[tuple[float, int, Any]]]:
+        async with httpx.AsyncClient(
+            base_url=ray_server.url,
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            timeout=60,
+            limits=httpx.Limits(max_connections=clients),
+        ) as http:
+            load = asyncio.gather(*(one_client(i, http) for i in range(clients)))
+            _, results = await asyncio.wait_for(asyncio.gather(kill_later(), load), 300)
+            return results
+
+    results = [result for per_client in asyncio.run(run()) for result in per_client]
+    assert killed_at, "the replica was not killed"
+    assert len(results) == clients * each, "a request hung"
+    failed = [(started, outcome) for started, _, outcome in results if outcome[0] != 200]
+    # A request is in flight at the kill if it started before it; those may fail (a retry
+    # usually saves them). Every request started after the kill is answered, and right.
+    late = [f for f in failed if f[0] > killed_at[0]]
+    assert not late, late[:3]
+    assert len(failed) <= clients, failed[:3]
+    for _, which, (status, answer) in results:
+        if status == 200:
+            np.testing.assert_allclose(
+                answer["probabilities"], expected[which : which + 1], atol=1e-6, rtol=0
+            )
+    with capsys.disabled():
+        print(
+            f"\nreplica {victim} killed under load: {len(failed)} of {len(results)} requests "
+            f"failed in flight, {sum(1 for r in results if r[0] > killed_at[0])} served after"
+        )
+    # Serve replaces the replica; the tests after this one see two again.
+    assert victim not in wait_for_replicas("classifier", 2)
