@@ -17,7 +17,7 @@ from .digits import (
 )
 from .main import main
 from .score import export_triton_command, score_command
-from .serve import serve_command
+from .serve import bench_serve_command, serve_command
 from .training import TRAIN_EXTRA, evaluate_command, export_command, train_command
 
 for _command in (
@@ -35,6 +35,7 @@ for _command in (
     score_command,
     export_triton_command,
     serve_command,
+    bench_serve_command,
 ):
     main.add_command(_command)
 

@@ -218,3 +218,191 @@ def _serve_on_ray(**options: Any) -> None:
     except ModuleNotFoundError as exc:
         raise click.ClickException(f"serve --ray needs {exc.name}: {RAY_EXTRA}") from None
     serve_on_ray(**options, announce=lambda line: click.echo(line, err=True))
+
+
+def _counts(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
+    try:
+        counts = [int(part) for part in value.split(",")]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of positive integers")
+    return counts
+
+
+def _hosts(ctx: click.Context, param: click.Parameter, value: str) -> list[str]:
+    try:
+        from onnxdigits.serve.loadtest import HOSTS
+    except ModuleNotFoundError as exc:
+        raise click.ClickException(f"bench-serve needs {exc.name}: {SERVE_EXTRA}") from None
+
+    hosts = [part.strip() for part in value.split(",") if part.strip()]
+    unknown = [host for host in hosts if host not in HOSTS]
+    if unknown or not hosts:
+        raise click.BadParameter(f"unknown host(s) {unknown}; choose from {', '.join(HOSTS)}")
+    return hosts
+
+
+@click.command("bench-serve", short_help="Load-test the service on each host, beside the SDK.")
+@click.option(
+    "--hosts",
+    default="uvicorn,ray-1,ray-2,ray-1-nobatch,ray-2-nobatch",
+    show_default=True,
+    callback=_hosts,
+    help="The servers to measure, in turn: uvicorn, and Ray Serve with 1 or 2 replicas of each "
+    "model, with @serve.batch or without (-nobatch).",
+)
+@click.option(
+    "--clients",
+    default="1,8,32",
+    show_default=True,
+    callback=_counts,
+    help="Concurrent clients, each sending its next request when the last is answered.",
+)
+@click.option(
+    "--seconds",
+    type=click.FloatRange(min=0.5),
+    default=5.0,
+    show_default=True,
+    help="How long each measurement lasts, after its warm-up.",
+)
+@click.option(
+    "--warmup",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    help="Seconds of load before each measurement starts.",
+)
+@click.option(
+    "--json",
+    "json_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write every figure to this JSON file.",
+)
+@artifacts_option
+@device_option
+def bench_serve_command(
+    hosts: list[str],
+    clients: list[int],
+    seconds: float,
+    warmup: float,
+    json_out: Path | None,
+    artifacts: Path | None,
+    device: str | None,
+) -> None:
+    """Measure requests/s and p50/p99 latency of classify on loopback, for one PNG and for 256,
+    at each number of clients, on each host in turn; beside them the SDK's in-process rate on
+    the same PNG bytes. Prints a Markdown table; progress goes to stderr."""
+    import json
+
+    try:
+        from onnxdigits.serve.loadtest import benchmark, machine_notes
+    except ModuleNotFoundError as exc:
+        raise click.ClickException(f"bench-serve needs {exc.name}: {SERVE_EXTRA}") from None
+    from .bench import machine
+
+    command = "onnxdigits bench-serve " + " ".join(sys.argv[2:])
+    before = machine_notes()
+    results = benchmark(
+        hosts, clients, seconds, warmup, device, artifacts, lambda line: click.echo(line, err=True)
+    )
+    after = machine_notes()
+    about = {**machine(), **before, "load_after": after["load"], "command": command.strip()}
+    for line in _report(results, about):
+        click.echo(line)
+    if json_out is not None:
+        cells = [
+            {
+                "host": cell.host,
+                "workload": cell.workload,
+                "clients": cell.load.clients,
+                "requests_per_s": cell.load.rate,
+                "p50_ms": cell.load.percentile_ms(50),
+                "p99_ms": cell.load.percentile_ms(99),
+                "errors": cell.load.errors,
+                "cpu_ms_per_request": cell.cpu_ms,
+            }
+            for cell in results["cells"]
+        ]
+        document = {"machine": about, "sdk_requests_per_s": results["sdk"], "cells": cells}
+        json_out.write_text(json.dumps(document, indent=2) + "\n")
+
+
+def _report(results: dict[str, Any], about: dict[str, Any]) -> list[str]:
+    """The figures as Markdown: the machine, the table, the ratios, and where the CPU went."""
+    import importlib.metadata as metadata
+
+    versions = ", ".join(
+        f"{name} {metadata.version(name)}"
+        for name in ("onnxruntime-gpu", "fastapi", "uvicorn", "ray", "httpx")
+        if _installed(name)
+    )
+    sdk: dict[str, float] = results["sdk"]
+    lines = [
+        f"{about['date']}, {about['cpu']} ({about['cores']} cores, {about['vector']}), "
+        f"{versions}; load average {about['load']} before, {about['load_after']} after",
+        "",
+        f"`{about['command']}`",
+        "",
+        "| host | workload | clients | requests/s | images/s | p50 ms | p99 ms | errors "
+        "| of the SDK's rate |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for workload, rate in sdk.items():
+        images = 256 if workload.startswith("256") else 1
+        lines.append(
+            f"| SDK in-process, 1 caller | {workload} | - | {rate:,.1f} | {rate * images:,.0f} "
+            f"| {1000 / rate:.2f} | - | - | 1.00x |"
+        )
+    by_key = {}
+    for cell in results["cells"]:
+        load = cell.load
+        by_key[(cell.host, cell.workload, load.clients)] = load.rate
+        lines.append(
+            f"| {cell.host} | {cell.workload} | {load.clients} | {load.rate:,.1f} "
+            f"| {load.rate * cell.images:,.0f} | {load.percentile_ms(50):.1f} "
+            f"| {load.percentile_ms(99):.1f} | {load.errors} "
+            f"| {load.rate / sdk[cell.workload]:.2f}x |"
+        )
+    top = max(cell.load.clients for cell in results["cells"])
+    ratios = []
+    for a, b, what in (
+        ("ray-2", "ray-1", "2 replicas over 1"),
+        ("ray-1", "ray-1-nobatch", "@serve.batch on over off, 1 replica"),
+        ("ray-2", "ray-2-nobatch", "@serve.batch on over off, 2 replicas"),
+        ("uvicorn", "ray-2", "uvicorn over Ray Serve with 2 replicas"),
+    ):
+        ka, kb = (a, "1 image", top), (b, "1 image", top)
+        if ka in by_key and kb in by_key:
+            ratios.append(f"- {what}: {by_key[ka] / by_key[kb]:.2f}x")
+    if ratios:
+        lines += ["", f"Single-image requests/s at {top} clients:", *ratios]
+    lines += ["", f"CPU milliseconds per request, 1 image at {top} clients:", ""]
+    groups = ("client", "server", "ray::ProxyActor", "ingress", "classifier")
+    lines += [
+        "| host | " + " | ".join(groups) + " | other | total |",
+        "|---|" + "---:|" * (len(groups) + 2),
+    ]
+    for cell in results["cells"]:
+        if cell.workload != "1 image" or cell.load.clients != top:
+            continue
+        spent = dict(cell.cpu_ms)
+        row = []
+        for group in groups:
+            keys = [k for k in spent if k == group or k.endswith(f":{group}")]
+            row.append(sum(spent.pop(k) for k in keys))
+        row += [sum(spent.values())]
+        row += [sum(row)]
+        lines.append(f"| {cell.host} | " + " | ".join(f"{v:.2f}" for v in row) + " |")
+    return lines
+
+
+def _installed(name: str) -> bool:
+    import importlib.metadata as metadata
+
+    try:
+        metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return False
+    return True

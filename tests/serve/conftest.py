@@ -7,109 +7,54 @@ whole session; `server` parametrises a test over both hosts.
 from __future__ import annotations
 
 import io
-import os
-import re
 import signal
-import socket
 import subprocess
-import sys
-import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import httpx
 import numpy as np
 import onnxdigits
 import pytest
+from onnxdigits.serve.loadtest import ServerProcess, free_port
 
 TOKEN = "test-token-5f1c"
 MAX_IMAGES = 256
 MAX_BODY = 1 << 20
 LIMITS = ("--max-images", str(MAX_IMAGES), "--max-body", str(MAX_BODY))
 READY_S = 180  # a Ray deployment on two busy cores can take a while to come up
-_URL = re.compile(r"onnxdigits serve: (http://\S+)")
 
 
 @dataclass
 class Server:
-    """A server started by `onnxdigits serve` in a subprocess, and what it printed."""
+    """A server started by `onnxdigits serve` in a subprocess: which host, and the process."""
 
     host: str
-    url: str
-    process: subprocess.Popen[bytes]
-    log: list[str] = field(default_factory=list)
+    running: ServerProcess
 
-    def client(self, token: str | None = TOKEN, **options: object) -> httpx.Client:
+    @property
+    def url(self) -> str:
+        return self.running.url
+
+    @property
+    def process(self) -> subprocess.Popen[bytes]:
+        return self.running.process
+
+    def client(self, token: str | None = TOKEN) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=60, **options)  # type: ignore[arg-type]
+        return httpx.Client(base_url=self.url, headers=headers, timeout=60)
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
+    def stop(self, sig: int = signal.SIGTERM) -> int:
         """Send `sig`, wait for the process to end, and return its exit status."""
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            raise AssertionError(
-                f"{self.host} server ignored signal {sig}:\n{self.logs()}"
-            ) from None
+        return self.running.stop(sig)
 
     def logs(self) -> str:
-        return "\n".join(self.log[-60:])
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        return self.running.logs()
 
 
 def start_server(host: str, *args: str, env: dict[str, str] | None = None) -> Server:
-    """Run `onnxdigits serve ARGS` and wait until it prints its URL and /readyz answers 200.
-
-    Raises:
-        AssertionError: the process ended, or did not become ready within READY_S seconds.
-    """
-    process = subprocess.Popen(
-        [sys.executable, "-m", "onnxdigits.cli", "serve", *args],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env={**os.environ, **(env or {})},
-    )
-    server = Server(host, "", process)
-    found = threading.Event()
-
-    def read_stderr() -> None:
-        assert process.stderr is not None
-        for raw in process.stderr:
-            line = raw.decode(errors="replace").rstrip()
-            server.log.append(line)
-            match = _URL.search(line)
-            if match and not server.url:
-                server.url = match[1]
-                found.set()
-
-    threading.Thread(target=read_stderr, daemon=True).start()
-    deadline = time.monotonic() + READY_S
-    while not found.wait(0.2):
-        if process.poll() is not None or time.monotonic() > deadline:
-            server.stop(signal.SIGKILL)
-            raise AssertionError(
-                f"`onnxdigits serve {' '.join(args)}` did not start:\n{server.logs()}"
-            )
-    while True:
-        try:
-            if httpx.get(f"{server.url}/readyz", timeout=5).status_code == 200:
-                return server
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            server.stop(signal.SIGKILL)
-            raise AssertionError(f"{host} server never became ready:\n{server.logs()}")
-        time.sleep(0.25)
+    """Run `onnxdigits serve ARGS` and wait until /readyz answers 200."""
+    return Server(host, ServerProcess.start(args, env, READY_S))
 
 
 @pytest.fixture(scope="session")

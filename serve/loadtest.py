@@ -1,0 +1,364 @@
+"""The service's benchmark: servers started as `onnxdigits serve` runs them, a bounded load client.
+
+`ServerProcess` starts `onnxdigits serve ...` in a subprocess and waits until it is ready (the
+tests start theirs the same way). `drive` loads a server with a number of concurrent clients for
+a fixed time, each client sending its next request as soon as the last is answered, and stops by
+itself. `benchmark` runs every host, workload and client count in turn, beside the SDK's
+in-process rate on the same PNG bytes, and counts the CPU each process of the server spent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+_URL = re.compile(r"onnxdigits serve: (http://\S+)")
+
+
+@dataclass
+class ServerProcess:
+    """A server run by `onnxdigits serve` in a subprocess, and the lines it wrote on stderr."""
+
+    process: subprocess.Popen[bytes]
+    url: str = ""
+    log: list[str] = field(default_factory=list)
+
+    @classmethod
+    def start(
+        cls, args: Sequence[str], env: dict[str, str] | None = None, ready_s: float = 300
+    ) -> ServerProcess:
+        """Run `onnxdigits serve ARGS`; return once it printed its URL and /readyz says 200.
+
+        Raises:
+            RuntimeError: the process ended or was not ready within `ready_s` (it is killed).
+        """
+        process = subprocess.Popen(
+            [sys.executable, "-m", "onnxdigits.cli", "serve", *args],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env={**os.environ, **(env or {})},
+        )
+        server = cls(process)
+        announced = threading.Event()
+
+        def read_stderr() -> None:
+            assert process.stderr is not None
+            for raw in process.stderr:
+                line = raw.decode(errors="replace").rstrip()
+                server.log.append(line)
+                match = _URL.search(line)
+                if match and not server.url:
+                    server.url = match[1]
+                    announced.set()
+
+        threading.Thread(target=read_stderr, daemon=True).start()
+        deadline = time.monotonic() + ready_s
+        while not announced.wait(0.2):
+            server._give_up_if(time.monotonic() > deadline, args)
+        while True:
+            try:
+                if httpx.get(f"{server.url}/readyz", timeout=5).status_code == 200:
+                    return server
+            except httpx.TransportError:
+                pass
+            server._give_up_if(time.monotonic() > deadline, args)
+            time.sleep(0.25)
+
+    def _give_up_if(self, late: bool, args: Sequence[str]) -> None:
+        if late or self.process.poll() is not None:
+            self.stop(signal.SIGKILL)
+            raise RuntimeError(f"`onnxdigits serve {' '.join(args)}` did not start:\n{self.logs()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 150) -> int:
+        """Send `sig` and return the exit status; kill the process if it outlives `timeout_s`.
+
+        Raises:
+            RuntimeError: it had to be killed.
+        """
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            return self.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise RuntimeError(f"the server ignored signal {sig}:\n{self.logs()}") from None
+
+    def logs(self, lines: int = 60) -> str:
+        return "\n".join(self.log[-lines:])
+
+
+def free_port() -> int:
+    """A TCP port free on loopback now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# --- the load ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Load:
+    """What `drive` measured over its window."""
+
+    clients: int
+    requests: int  # answered with 200 within the window
+    errors: int  # answered otherwise, or failed, within the window
+    seconds: float
+    latencies: list[float]  # of the requests answered with 200, seconds
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds
+
+    def percentile_ms(self, q: float) -> float:
+        return float(np.percentile(self.latencies, q) * 1000) if self.latencies else float("nan")
+
+
+Send = Callable[[httpx.AsyncClient], Any]  # returns the awaitable of one request's response
+
+
+async def _drive(url: str, send: Send, clients: int, warmup_s: float, seconds: float) -> Load:
+    start = time.monotonic()
+    begin, end = start + warmup_s, start + warmup_s + seconds
+    window_end = end
+    latencies: list[float] = []
+    errors = 0
+
+    async def client(http: httpx.AsyncClient) -> None:
+        nonlocal errors, window_end
+        # Until the time is up, and past it until one answer is counted: requests slower than
+        # the window still get a figure.
+        while time.monotonic() < end or not (latencies or errors):
+            sent = time.monotonic()
+            try:
+                ok = (await send(http)).status_code == 200
+            except httpx.HTTPError:
+                ok = False
+            done = time.monotonic()
+            if begin <= done and (done <= end or not (latencies or errors)):
+                window_end = max(window_end, done)
+                if ok:
+                    latencies.append(done - sent)
+                else:
+                    errors += 1
+
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as http:
+        await asyncio.gather(*(client(http) for _ in range(clients)))
+    return Load(clients, len(latencies), errors, window_end - begin, latencies)
+
+
+def drive(url: str, send: Send, clients: int, warmup_s: float = 1.0, seconds: float = 5.0) -> Load:
+    """Load `url` with `clients` concurrent clients for `warmup_s` + `seconds`.
+
+    Each client sends a request, waits for the answer and sends the next, until the time is
+    up. The requests answered within the last `seconds` are counted, whenever they were sent;
+    when none is, the window stretches to the first answer. Every request has a 60 s timeout,
+    so the run ends by itself.
+
+    Returns:
+        The requests answered within the window, their latencies, and the errors.
+    """
+    return asyncio.run(_drive(url, send, clients, warmup_s, seconds))
+
+
+@dataclass(frozen=True)
+class Workload:
+    """Classify `images` of the same PNG bytes per request: one raw body, or multipart files."""
+
+    name: str
+    images: int
+
+    def sender(self, png: bytes) -> Send:
+        if self.images == 1:
+            headers = {"Content-Type": "image/png"}
+            return lambda http: http.post("/v1/classify", content=png, headers=headers)
+        files = [("images", (f"{i}.png", png, "image/png")) for i in range(self.images)]
+        return lambda http: http.post("/v1/classify", files=files)
+
+
+WORKLOADS = (Workload("1 image", 1), Workload("256 images", 256))
+
+# Each host: the arguments of `onnxdigits serve` besides the port.
+HOSTS: dict[str, tuple[str, ...]] = {
+    "uvicorn": (),
+    "ray-1": ("--ray", "--replicas", "1"),
+    "ray-2": ("--ray", "--replicas", "2"),
+    "ray-1-nobatch": ("--ray", "--replicas", "1", "--max-batch", "1"),
+    "ray-2-nobatch": ("--ray", "--replicas", "2", "--max-batch", "1"),
+}
+
+
+def sdk_rate(png: bytes, images: int, seconds: float, classifier: Any) -> float:
+    """Requests per second of one caller decoding and classifying `images` copies of `png`
+    in this process with the SDK, over at least `seconds` after a warm-up."""
+    sources = [png] * images
+    classifier.predict_proba(sources)
+    count, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds or count < 3:
+        classifier.predict_proba(sources)
+        count += 1
+    return count / elapsed
+
+
+# --- where the CPU goes --------------------------------------------------------------------------
+
+
+def _processes() -> dict[int, tuple[int, str, float]]:
+    """Every process: its parent, its name and the CPU seconds it has used (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            words = (entry / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        cpu = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+        name = words.strip().split(" ")[0] if words.strip() else stat.split("(")[1].split(")")[0]
+        found[int(entry.name)] = (int(fields[1]), Path(name).name, cpu)
+    return found
+
+
+def cpu_by_process(root: int) -> dict[str, float]:
+    """CPU seconds used so far by `root` and its descendants, summed by process name (Ray's
+    actors are named like `ray::ServeReplica:onnxdigits:classifier`)."""
+    table = _processes()
+    children: dict[int, list[int]] = {}
+    for pid, (parent, _, _) in table.items():
+        children.setdefault(parent, []).append(pid)
+    totals: dict[str, float] = {}
+    stack = [root]
+    while stack:
+        pid = stack.pop()
+        if pid in table:
+            _, name, cpu = table[pid]
+            name = "server" if pid == root else name
+            totals[name] = totals.get(name, 0.0) + cpu
+        stack.extend(children.get(pid, []))
+    return totals
+
+
+# --- the benchmark -------------------------------------------------------------------------------
+
+
+@dataclass
+class Cell:
+    """One measurement: a host, a workload, a number of clients, and where its CPU went."""
+
+    host: str
+    workload: str
+    images: int
+    load: Load
+    cpu_ms: dict[str, float]  # CPU milliseconds per answered request, by process
+
+
+def _png(sample_image: np.ndarray) -> bytes:
+    from onnxdigits import to_image
+
+    out = io.BytesIO()
+    to_image(sample_image).save(out, format="PNG")
+    return out.getvalue()
+
+
+def benchmark(
+    hosts: Sequence[str],
+    clients: Sequence[int],
+    seconds: float,
+    warmup_s: float,
+    device: str | None,
+    artifacts: Path | None,
+    progress: Callable[[str], None],
+) -> dict[str, Any]:
+    """Measure every host in `hosts` (keys of HOSTS) on each workload and client count.
+
+    Returns:
+        {"sdk": {workload: requests/s}, "cells": [Cell, ...], "png_bytes": size}.
+    """
+    from onnxdigits import Artifacts, Classifier
+
+    store = Artifacts(artifacts)
+    png = _png(store.sample()[0][0])
+    common = ["--device", device] if device else []
+    if artifacts:
+        common += ["--artifacts", str(artifacts)]
+    classifier = Classifier(artifacts=store, device=device)
+    sdk = {}
+    for workload in WORKLOADS:
+        sdk[workload.name] = sdk_rate(png, workload.images, seconds, classifier)
+        progress(f"SDK in-process, {workload.name}: {sdk[workload.name]:.1f} requests/s")
+    cells = []
+    for host in hosts:
+        progress(f"starting {host} ...")
+        server = ServerProcess.start(
+            [*HOSTS[host], "--port", str(free_port()), "--max-images", "256", *common]
+        )
+        try:
+            for workload in WORKLOADS:
+                send = workload.sender(png)
+                for count in clients:
+                    before, client_before = cpu_by_process(server.process.pid), time.process_time()
+                    load = drive(server.url, send, count, warmup_s, seconds)
+                    after, client_after = cpu_by_process(server.process.pid), time.process_time()
+                    per = max(load.requests, 1)
+                    # The window's share of the CPU: the warm-up's is counted too, a little.
+                    share = seconds / (seconds + warmup_s)
+                    cpu_ms = {
+                        name: (after[name] - before.get(name, 0.0)) * share * 1000 / per
+                        for name in after
+                        if after[name] - before.get(name, 0.0) > 0
+                    }
+                    cpu_ms["client"] = (client_after - client_before) * share * 1000 / per
+                    cells.append(Cell(host, workload.name, workload.images, load, cpu_ms))
+                    progress(
+                        f"{host:>14} {workload.name:>10} x{count:<3} {load.rate:8.1f} req/s  "
+                        f"p50 {load.percentile_ms(50):7.1f} ms  p99 {load.percentile_ms(99):7.1f}"
+                        f" ms  errors {load.errors}"
+                    )
+        finally:
+            status = server.stop()
+            if status != 0:
+                progress(f"{host} exited {status}:\n{server.logs(20)}")
+    return {"sdk": sdk, "cells": cells, "png_bytes": len(png)}
+
+
+def machine_notes() -> dict[str, str]:
+    """The CPU's vector width and the load average: what the figures were measured beside."""
+    flags: set[str] = set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    except OSError:
+        pass
+    vector = next(
+        (
+            name
+            for flag, name in (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("avx", "AVX"))
+            if flag in flags
+        ),
+        "unknown",
+    )
+    load = " ".join(f"{value:.2f}" for value in os.getloadavg())
+    return {"vector": vector, "load": load}
