@@ -1,8 +1,10 @@
 """The four models of the notes (the two Keras teaching notes this project grew from, which the
 README describes) in Keras 3, built from small named blocks with `keras.ops` only.
 
-Each builder returns its trainable model and the submodels that export takes, keyed as in the
-manifest ("vae.encoder", ...). Submodels share their layers with the trainable model.
+Two recipes build them: "shipped", the models of the shipped set (deeper dense layers, a linear
+first convolution in the conv VAE), and "notes", the notes' models as they were written. Each
+builder returns its trainable model and the submodels that export takes, keyed as in the manifest
+("vae.encoder", ...). Submodels share their layers with the trainable model.
 """
 
 from __future__ import annotations
@@ -38,7 +40,11 @@ class Sampling(layers.Layer):
 
 @keras.saving.register_keras_serializable(package="onnxdigits")
 class VAE(keras.Model):
-    """Trains an encoder and a generator on the negative ELBO: summed pixel BCE plus KL."""
+    """Trains an encoder and a generator on the negative ELBO: summed pixel BCE plus KL.
+
+    Besides the loss, fit and evaluate report its two terms, each a mean over images in nats:
+    `reconstruction` (the BCE) and `kl` (`val_reconstruction` and `val_kl` on validation data).
+    """
 
     def __init__(
         self,
@@ -51,6 +57,8 @@ class VAE(keras.Model):
         self.encoder = encoder
         self.generator = generator
         self.sampling = Sampling(seed, name="sampling")
+        self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction")
+        self.kl_tracker = keras.metrics.Mean(name="kl")
 
     def call(self, images, training=False):  # type: ignore[no-untyped-def]
         z_mean, z_log_var = self.encoder(images, training=training)
@@ -61,6 +69,14 @@ class VAE(keras.Model):
         reconstruction, z_mean, z_log_var = y_pred
         bce, kl = elbo_terms(x, reconstruction, z_mean, z_log_var)
         return ops.mean(bce + kl)
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):  # type: ignore[no-untyped-def]
+        # The terms again, from the same draw of z: Keras updates metrics here on every backend.
+        reconstruction, z_mean, z_log_var = y_pred
+        bce, kl = elbo_terms(x, reconstruction, z_mean, z_log_var)
+        self.reconstruction_tracker.update_state(bce)
+        self.kl_tracker.update_state(kl)
+        return super().compute_metrics(x, y, y_pred, sample_weight)
 
 
 def elbo_terms(images, reconstruction, z_mean, z_log_var):  # type: ignore[no-untyped-def]
@@ -83,10 +99,10 @@ def conv_stage(x, filters: int, name: str):  # type: ignore[no-untyped-def]
     return layers.MaxPooling2D(2, name=f"{name}_pool")(x)
 
 
-def dense_stack(x, units: Sequence[int], name: str):  # type: ignore[no-untyped-def]
-    """ReLU dense layers named `{name}_1`, `{name}_2`, ..."""
+def dense_stack(x, units: Sequence[int], name: str, activation: str = "relu"):  # type: ignore[no-untyped-def]
+    """Dense layers named `{name}_1`, `{name}_2`, ..., ReLU unless told otherwise."""
     for i, width in enumerate(units, 1):
-        x = layers.Dense(width, activation="relu", name=f"{name}_{i}")(x)
+        x = layers.Dense(width, activation=activation, name=f"{name}_{i}")(x)
     return x
 
 
@@ -121,9 +137,11 @@ def build_classifier(
     return {"classifier": keras.Model(image, probs, name="classifier")}
 
 
-def _dense_generator(model: str, hidden: Sequence[int], latent_dim: int) -> keras.Model:
+def _dense_generator(
+    model: str, hidden: Sequence[int], latent_dim: int, activation: str = "relu"
+) -> keras.Model:
     z = keras.Input((latent_dim,), name="z")
-    x = dense_stack(z, list(reversed(hidden)), "generator")
+    x = dense_stack(z, list(reversed(hidden)), "generator", activation)
     x = layers.Dense(PIXELS, activation="sigmoid", name="pixels")(x)
     return keras.Model(z, layers.Reshape(IMAGE_SHAPE, name="digit")(x), name=f"{model}_generator")
 
@@ -231,4 +249,87 @@ BUILDERS: dict[str, Callable[..., dict[str, keras.Model]]] = {
     "ae": build_ae,
     "vae": build_vae,
     "cvae": build_cvae,
+}
+
+
+# --- the notes' models, as they were written ------------------------------------------------------
+
+
+def build_notes_classifier() -> dict[str, keras.Model]:
+    """The notes' Sequential CNN, built as they built it: by adding reusable lists of layers.
+
+    `conv_layer` holds the input and three 3x3 same-padded ReLU convolutions (10, 20, 120
+    filters), each followed by 2x2 max pooling, down to 3x3x120 = 1080 features; `fc_layer` is
+    Flatten -> Dense 200 ReLU -> Dense 10 softmax, and `fc_single_layer` the notes' 1080 -> 10
+    variant, Flatten -> Dense 10 softmax. No dropout, as in the notes.
+
+    Returns:
+        {"classifier": Sequential(conv_layer + fc_layer), 241,850 parameters;
+        "classifier.single": Sequential(conv_layer + fc_single_layer), 34,450 parameters}. The
+        two share conv_layer's layer objects, and so their weights: fitting one changes the other.
+    """
+    conv_layer: list[layers.Layer] = [layers.InputLayer(shape=IMAGE_SHAPE, name="image")]
+    for i, filters in enumerate((10, 20, 120), 1):
+        conv_layer += [
+            layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"stage{i}_conv"),
+            layers.MaxPooling2D(2, name=f"stage{i}_pool"),
+        ]
+    fc_layer = [
+        layers.Flatten(name="flatten"),
+        layers.Dense(200, activation="relu", name="hidden"),
+        layers.Dense(10, activation="softmax", name="probs"),
+    ]
+    fc_single_layer = [
+        layers.Flatten(name="flatten_single"),
+        layers.Dense(10, activation="softmax", name="probs_single"),
+    ]
+    return {
+        "classifier": keras.Sequential(conv_layer + fc_layer, name="classifier"),
+        "classifier.single": keras.Sequential(
+            conv_layer + fc_single_layer, name="classifier_single"
+        ),
+    }
+
+
+def build_notes_ae(latent_dim: int = LATENT_DIM) -> dict[str, keras.Model]:
+    """The notes' dense autoencoder: 784 -> 100 sigmoid -> latent_dim ReLU -> 100 sigmoid -> 784
+    sigmoid, 158,186 parameters with a 2-D code.
+
+    Returns:
+        {"ae": trainable model, "ae.encoder": image -> z, "ae.generator": z -> image}.
+    """
+    image = keras.Input(IMAGE_SHAPE, name="image")
+    x = dense_stack(layers.Flatten(name="flatten")(image), (100,), "encoder", "sigmoid")
+    z = layers.Dense(latent_dim, activation="relu", name="z")(x)
+    encoder = keras.Model(image, z, name="ae_encoder")
+    generator = _dense_generator("ae", (100,), latent_dim, "sigmoid")
+    model = keras.Model(image, generator(encoder(image)), name="ae")
+    return {"ae": model, "ae.encoder": encoder, "ae.generator": generator}
+
+
+def build_notes_vae(
+    latent_dim: int = LATENT_DIM, seed: int | None = None
+) -> dict[str, keras.Model]:
+    """The notes' dense VAE: 784 -> 100 ReLU -> z_mean, z_log_var -> sampling -> 100 ReLU -> 784
+    sigmoid (`build_vae` with one hidden layer of 100)."""
+    return build_vae((100,), latent_dim, seed)
+
+
+def build_notes_cvae(
+    latent_dim: int = LATENT_DIM, seed: int | None = None
+) -> dict[str, keras.Model]:
+    """The deconv notes' convolutional VAE as written: `build_cvae` with the ReLU on its
+    single-filter first convolution."""
+    return build_cvae(latent_dim=latent_dim, first_activation="relu", seed=seed)
+
+
+NOTES_BUILDERS: dict[str, Callable[..., dict[str, keras.Model]]] = {
+    "classifier": build_notes_classifier,
+    "ae": build_notes_ae,
+    "vae": build_notes_vae,
+    "cvae": build_notes_cvae,
+}
+RECIPES: dict[str, dict[str, Callable[..., dict[str, keras.Model]]]] = {
+    "shipped": BUILDERS,
+    "notes": NOTES_BUILDERS,
 }
