@@ -337,3 +337,170 @@ def verify_command(artifacts: Path | None, device: str | None) -> None:
     click.echo(
         f"ok: {len(checksums)} checksums and {len(results)} outputs of {store.root}", err=True
     )
+
+
+def _pairs(originals: np.ndarray, reconstructions: np.ndarray, columns: int) -> np.ndarray:
+    """Lay out rows of originals, each with their reconstructions in the row below.
+
+    Returns:
+        float32 (2 * rows * columns, 28, 28) for `tile(..., columns)`; cells past the images
+        stay black.
+    """
+    count = len(originals)
+    rows = -(-count // columns)
+    cells = np.zeros((2, rows * columns, 28, 28), np.float32)
+    cells[0, :count] = originals.reshape(count, 28, 28) / np.float32(255)
+    cells[1, :count] = reconstructions.reshape(count, 28, 28)
+    return cells.reshape(2, rows, columns, 28, 28).transpose(1, 0, 2, 3, 4).reshape(-1, 28, 28)
+
+
+def _readable(paths: tuple[str, ...]) -> np.ndarray:
+    """Read image files (- is stdin) as classify does, or fail naming every one unreadable."""
+    results = _read_each(paths)
+    errors = [result for result in results if isinstance(result, str)]
+    if len(errors) == 1:
+        raise click.ClickException(errors[0])
+    if errors:
+        for error in errors:
+            click.echo(f"error: {error}", err=True)
+        raise click.ClickException(f"{len(errors)} of {len(paths)} images could not be read")
+    return np.stack([result for result in results if not isinstance(result, str)])
+
+
+@click.command("reconstruct", short_help="Write images above their reconstructions.")
+@click.argument("images", nargs=-1)
+@model_option()
+@click.option(
+    "--sample",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Reconstruct the first N digits of the set's sample instead of image files.",
+)
+@click.option(
+    "--columns",
+    type=click.IntRange(1, MAX_GRID),
+    default=10,
+    show_default=True,
+    help=f"Images per row, at most {MAX_GRID}; each row's reconstructions lie in the row below.",
+)
+@out_option("recon.png", "The figure")
+@invert_option
+@artifacts_option
+@device_option
+def reconstruct_command(
+    images: tuple[str, ...],
+    model: str,
+    sample: int | None,
+    columns: int,
+    out: str,
+    invert: bool,
+    artifacts: Path | None,
+    device: str | None,
+) -> None:
+    """Write the notes' figure: images in MNIST form, each above its reconstruction.
+
+    Each image file (- reads stdin) is encoded to z (z_mean for the VAEs) and decoded again.
+    An unreadable file is reported on stderr and nothing is written.
+    """
+    from onnxdigits import Artifacts, reconstruct, tile
+
+    if bool(images) == (sample is not None):
+        raise click.UsageError("give image files or --sample N, not both and not neither")
+    store = Artifacts(artifacts)
+    if sample is not None:
+        digits, _ = store.sample()
+        if sample > len(digits):
+            raise click.BadParameter(
+                f"the set's sample holds {len(digits)} digits; got {sample}", param_hint="--sample"
+            )
+        originals = digits[:sample]
+    else:
+        if images.count("-") > 1:
+            raise click.BadParameter("stdin (-) can be read once", param_hint="IMAGES")
+        originals = _readable(images)
+    restored = reconstruct(originals, model, artifacts=store, device=device)
+    columns = min(columns, len(originals))
+    write_digits(tile(_pairs(originals, restored, columns), columns), out, invert)
+
+
+def _point_or_image(ctx: click.Context, param: click.Parameter, value: str) -> Any:
+    """A latent point "x,y" as float32 (1, d), or else an image path (str) to encode."""
+    try:
+        point = np.array([[float(part) for part in value.split(",")]], np.float32)
+    except ValueError:
+        return value
+    if not np.isfinite(point).all():
+        raise click.BadParameter(f"the latent point {value!r} is not finite")
+    return point
+
+
+def _latent(end: Any, name: str, encoder: Any, generator: Any) -> np.ndarray:
+    """One end of the line as a latent point: as given, or the embedding of an image file."""
+    if isinstance(end, str):
+        return encoder.embed(_readable((end,)))
+    if end.shape[1] != generator.latent_dim:
+        raise click.BadParameter(
+            f'a latent point has {generator.latent_dim} coordinates ("x,y"); '
+            f"got {end.shape[1]}: {','.join(f'{v:g}' for v in end[0])}",
+            param_hint=name,
+        )
+    return end
+
+
+@click.command("interpolate", short_help="Write digits decoded along a latent line.")
+@model_option()
+@click.option(
+    "--from",
+    "start",
+    required=True,
+    callback=_point_or_image,
+    help='Where the line starts: a latent point "x,y", or an image file (- reads stdin) whose '
+    "embedding is the point. Required.",
+)
+@click.option(
+    "--to",
+    "end",
+    required=True,
+    callback=_point_or_image,
+    help="Where the line ends, as --from. Required.",
+)
+@click.option(
+    "--steps",
+    type=click.IntRange(2, MAX_GRID),
+    default=10,
+    show_default=True,
+    help=f"Digits along the line, both ends included, at most {MAX_GRID}.",
+)
+@out_option("path.png", "The row of digits")
+@invert_option
+@artifacts_option
+@device_option
+def interpolate_command(
+    model: str,
+    start: Any,
+    end: Any,
+    steps: int,
+    out: str,
+    invert: bool,
+    artifacts: Path | None,
+    device: str | None,
+) -> None:
+    """Write one row of digits decoded from evenly spaced points on the line from --from to --to.
+
+    An image end is encoded first (to z, or z_mean for the VAEs); a point such as -1.5,0.5 is
+    used as it is. A value that reads as numbers is a point: name a file called so ./1,2.
+    """
+    from onnxdigits import Encoder, Generator, tile
+
+    if isinstance(start, str) and isinstance(end, str) and start == end == "-":
+        raise click.BadParameter("stdin (-) can be read once", param_hint="--to")
+    generator = Generator(model, artifacts=artifacts, device=device)
+    encoder = None
+    if isinstance(start, str) or isinstance(end, str):
+        encoder = Encoder(model, artifacts=generator.artifacts, device=device)
+    line = generator.interpolate(
+        _latent(start, "--from", encoder, generator),
+        _latent(end, "--to", encoder, generator),
+        steps,
+    )
+    write_digits(tile(line, steps), out, invert)
