@@ -20,7 +20,13 @@ from .digits import (
 from .main import main
 from .score import export_triton_command, score_command
 from .serve import bench_serve_command, serve_command
-from .training import TRAIN_EXTRA, evaluate_command, export_command, train_command
+from .training import (
+    TRAIN_EXTRA,
+    evaluate_command,
+    export_command,
+    rewrite_command,
+    train_command,
+)
 
 for _command in (
     grid_command,
@@ -34,6 +40,7 @@ for _command in (
     verify_command,
     train_command,
     export_command,
+    rewrite_command,
     evaluate_command,
     bench_command,
     score_command,

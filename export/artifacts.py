@@ -7,7 +7,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,14 +15,16 @@ from typing import Any
 
 import keras
 import numpy as np
-from onnxdigits import __version__, grid_points, to_batch
+from onnxdigits import Artifacts, __version__, grid_points, to_batch
+from onnxdigits.errors import ArtifactError
 from onnxdigits.manifest import Entry, ExportParity, FileEntry, Manifest, sha256_of
 from onnxdigits.specs import MANIFEST, SAMPLE, SUBMODELS, SubmodelSpec
 
 from .convert import OPSET, to_onnx
 from .errors import ExportError
+from .rewrite import rewrite
 from .train import KERAS_DIR, TRAINING_LOG
-from .validate import keras_outputs, validate
+from .validate import compare, keras_outputs, validate
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +76,11 @@ def export(
 ) -> Manifest:
     """Export submodels to an artifacts set, validating each against Keras, all or nothing.
 
-    The set is written into a temporary directory beside `out`, which replaces `out` only once
-    every file is written and valid: a failure leaves the previous set as it was. Files in `out`
-    that an export does not own (such as `keras/`) are carried over.
+    Each converted graph is rewritten for speed, exactly (`onnxdigits.export.rewrite`), before
+    it is validated; the manifest names the rewrites applied to each file. The set is written
+    into a temporary directory beside `out`, which replaces `out` only once every file is
+    written and valid: a failure leaves the previous set as it was. Files in `out` that an
+    export does not own (such as `keras/`) are carried over.
 
     Args:
         submodels: Keras submodels by manifest key.
@@ -105,14 +109,16 @@ def export(
     out = Path(out).absolute()
     _recover(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    staging.chmod(0o755)  # mkdtemp's 0700 would otherwise become the set's
+    staging = _staging(out)
     try:
         (staging / "references").mkdir()
         entries: dict[str, Entry] = {}
         for key, model in submodels.items():
             spec = SUBMODELS[key]
-            data = to_onnx(model, spec).SerializeToString()
+            proto, rewrites = rewrite(to_onnx(model, spec))
+            if rewrites:
+                log.info("%s - rewritten: %s", key, ", ".join(rewrites))
+            data = proto.SerializeToString()
             checks = model_inputs(spec, x_test, max(BATCHES))
             parity = validate(data, model, spec, checks, BATCHES)
             (staging / spec.file).write_bytes(data)
@@ -128,6 +134,7 @@ def export(
                 bytes=len(data),
                 reference=FileEntry.of(staging, spec.reference),
                 parity=ExportParity(spec.atol, BATCHES, parity),
+                rewrites=rewrites,
             )
         _savez(staging / SAMPLE, {"x_test": x_test[:SAMPLE_SIZE], "y_test": y_test[:SAMPLE_SIZE]})
         manifest = Manifest(
@@ -179,6 +186,120 @@ def export_dir(
     return export(load_submodels(keras_dir), directory, x_test, y_test, training=training, **kwargs)
 
 
+def rewrite_set(
+    directory: str | os.PathLike[str],
+    images: np.ndarray,
+    keys: Sequence[str] | None = None,
+) -> dict[str, Entry]:
+    """Rewrite the ONNX files of an exported set for speed, exactly, all or nothing.
+
+    Each file is rewritten as `export` rewrites a converted graph, then checked: every output
+    against the set's stored Keras references (at batch 1 and all of them) within the
+    contract's tolerance, and against the unrewritten file on real inputs (`images`, or latent
+    points), where a classifier must also give every image the same label. Only then are the
+    new files and the manifest (new sha256, size, rewrites and parity) written, into a
+    directory beside the set that replaces it whole; the references and everything else are
+    carried over unchanged. A file that no rewrite applies to is left as it is.
+
+    Args:
+        directory: the set.
+        images: real digits, uint8 (N, 28, 28), to compare labels and outputs on.
+        keys: the submodels to rewrite; None for every one in the set.
+
+    Returns:
+        The new manifest entry of each file rewritten; empty when none was (nothing written).
+
+    Raises:
+        ArtifactError: the set is missing, malformed or fails a checksum.
+        ExportError: a key the set does not have.
+        ValidationError: a rewritten file disagrees with the references or the unrewritten one.
+    """
+    import onnx
+
+    root = Path(directory).absolute()
+    _recover(root)
+    store = Artifacts(root)
+    problems = [problem for problem in store.verify().values() if problem]
+    if problems:
+        raise ArtifactError(f"{root} fails its checks, so it is not rewritten: {problems[0]}")
+    unknown = sorted(set(keys or ()) - set(store.keys))
+    if unknown:
+        raise ExportError(f"{root} has no {', '.join(unknown)}; it has {', '.join(store.keys)}")
+    rewritten: dict[str, tuple[bytes, Entry]] = {}
+    for key in keys or store.keys:
+        entry = store.entry(key)
+        plain = store.model_bytes(key)
+        proto, names = rewrite(onnx.load_from_string(plain))
+        if not names:
+            continue
+        data = proto.SerializeToString()
+        parity = _check_rewrite(entry.spec, data, plain, store.reference(key), images)
+        log.info("%s - rewritten: %s", key, ", ".join(names))
+        rewritten[key] = (
+            data,
+            replace(
+                entry,
+                sha256=sha256_of(data),
+                bytes=len(data),
+                rewrites=entry.rewrites + names,
+                parity=parity,
+            ),
+        )
+    if not rewritten:
+        return {}
+    staging = _staging(root)
+    try:
+        for data, entry in rewritten.values():
+            (staging / entry.file).write_bytes(data)
+        manifest = dict(store.json)
+        manifest["models"] = {
+            key: rewritten[key][1].to_json() if key in rewritten else raw
+            for key, raw in store.json["models"].items()
+        }
+        _write_json(staging / MANIFEST, manifest)
+        _carry_over(root, staging, owned={MANIFEST, *(e.file for _, e in rewritten.values())})
+        problems = [problem for problem in Artifacts(staging).verify().values() if problem]
+        if problems:  # a file changed under us while it was being carried over
+            raise ArtifactError(f"the rewritten set fails its checks: {problems[0]}")
+        _replace(root, staging)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return {key: entry for key, (_, entry) in rewritten.items()}
+
+
+def _check_rewrite(
+    spec: SubmodelSpec,
+    data: bytes,
+    plain: bytes,
+    reference: dict[str, np.ndarray],
+    images: np.ndarray,
+) -> ExportParity:
+    """Check a rewritten file against the stored Keras outputs and against the unrewritten file;
+    return its parity with Keras."""
+    from onnxdigits.session import create_session
+
+    inputs = reference[spec.input_names[0]]
+    batches = (1, len(inputs))
+    diffs = compare(
+        data,
+        spec,
+        inputs,
+        batches,
+        lambda feed: {name: reference[name][: len(feed)] for name in spec.output_names},
+        "the stored Keras outputs",
+    )
+    real = to_batch(images) if spec.input_names[0] == "image" else model_inputs(spec, images, 256)
+    session = create_session(plain, "cpu")
+    names = spec.output_names
+
+    def unrewritten(feed: np.ndarray) -> dict[str, np.ndarray]:
+        return dict(zip(names, session.run(names, {spec.input_names[0]: feed})))
+
+    compare(data, spec, real, (len(real),), unrewritten, "the unrewritten file")
+    return ExportParity(spec.atol, batches, diffs)
+
+
 def _savez(path: Path, arrays: dict[str, Any]) -> None:
     with path.open("wb") as handle:
         np.savez_compressed(handle, **arrays)
@@ -188,12 +309,12 @@ def _write_json(path: Path, value: Any) -> None:
     path.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
 
 
-def _carry_over(out: Path, staging: Path) -> None:
-    """Hard-link (or copy) into the new set what the old one holds that an export does not own."""
+def _carry_over(out: Path, staging: Path, owned: Collection[str] = OWNED) -> None:
+    """Hard-link (or copy) into the new set what the old one holds that the writer does not own."""
     if not out.is_dir():
         return
     for item in out.iterdir():
-        if item.name in OWNED:
+        if item.name in owned:
             continue
         target = staging / item.name
         if item.is_dir():
@@ -218,6 +339,13 @@ def _recover(out: Path) -> None:
         os.replace(retired, out)
         shutil.rmtree(retired.parent, ignore_errors=True)
         return
+
+
+def _staging(out: Path) -> Path:
+    """A new directory beside `out` to build its replacement in."""
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    staging.chmod(0o755)  # mkdtemp's 0700 would otherwise become the set's
+    return staging
 
 
 def _replace(out: Path, staging: Path) -> None:

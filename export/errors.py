@@ -25,3 +25,7 @@ class ShapeError(ValidationError):
 
 class AtolError(ValidationError):
     """An ONNX output differs from Keras' by more than the tolerance."""
+
+
+class LabelError(ValidationError):
+    """An ONNX classifier gives some input another label than the reference does."""

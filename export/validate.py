@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import keras
 import numpy as np
@@ -10,9 +11,11 @@ from onnxdigits.session import create_session
 from onnxdigits.specs import SubmodelSpec
 from onnxdigits.verify import max_abs_diff
 
-from .errors import AtolError, OutputMatchError, ShapeError
+from .errors import AtolError, LabelError, OutputMatchError, ShapeError
 
 log = logging.getLogger(__name__)
+# Outputs whose argmax is a label: besides the tolerance, every label must agree.
+LABEL_OUTPUTS = ("probs",)
 
 
 def keras_outputs(
@@ -36,8 +39,8 @@ def validate(
 ) -> dict[str, float]:
     """Compare an ONNX file, run by onnxruntime on the CPU, with its Keras model.
 
-    Output names are compared first, then for each batch size each output's shape and values.
-    Every failure is collected before raising.
+    Output names are compared first, then for each batch size each output's shape and values,
+    and the labels a classifier's probabilities give. Every failure is collected before raising.
 
     Args:
         onnx_bytes: the exported file.
@@ -50,24 +53,43 @@ def validate(
         The max abs diff of each output over all batches.
 
     Raises:
-        OutputMatchError, ShapeError, AtolError: the file disagrees with Keras.
+        OutputMatchError, ShapeError, AtolError, LabelError: the file disagrees with Keras.
+    """
+    return compare(
+        onnx_bytes, spec, inputs, batches, lambda feed: keras_outputs(model, spec, feed), "Keras"
+    )
+
+
+def compare(
+    onnx_bytes: bytes,
+    spec: SubmodelSpec,
+    inputs: np.ndarray,
+    batches: tuple[int, ...],
+    expected: Callable[[np.ndarray], dict[str, np.ndarray]],
+    against: str,
+) -> dict[str, float]:
+    """Compare an ONNX file, run by onnxruntime on the CPU, with expected outputs.
+
+    As `validate`, with `expected(feed)` giving the outputs the file must reproduce for the first
+    rows of `inputs`, and `against` naming where they come from in the messages.
     """
     session = create_session(onnx_bytes, "cpu")
     names = [output.name for output in session.get_outputs()]
     problem = spec.mismatch([value.name for value in session.get_inputs()], names)
     if problem:
         raise OutputMatchError(f"the ONNX graph of {spec.key} {problem}")
-    expected = spec.output_names
-    diffs = dict.fromkeys(expected, 0.0)
+    wanted = spec.output_names
+    diffs = dict.fromkeys(wanted, 0.0)
     shape_failures: list[str] = []
     atol_failures: list[str] = []
+    label_failures: list[str] = []
     for batch in batches:
         feed = inputs[:batch]
-        reference = keras_outputs(model, spec, feed)
+        reference = expected(feed)
         got = dict(zip(names, session.run(names, {spec.input_names[0]: feed})))
-        for name in expected:
+        for name in wanted:
             if got[name].shape != reference[name].shape:
-                shapes = f"shape {got[name].shape}, Keras {reference[name].shape}"
+                shapes = f"shape {got[name].shape}, {against} {reference[name].shape}"
                 shape_failures.append(f"- {name} (batch {batch}): {shapes}")
                 continue
             diff = max_abs_diff(got[name], reference[name])
@@ -76,12 +98,22 @@ def validate(
                 atol_failures.append(
                     f"- {name} (batch {batch}): max diff = {diff:.1e} (atol {spec.atol:.0e})"
                 )
+            if name in LABEL_OUTPUTS:
+                differ = int(np.sum(got[name].argmax(-1) != reference[name].argmax(-1)))
+                if differ:
+                    label_failures.append(
+                        f"- {name} (batch {batch}): the label differs on {differ} of {batch}"
+                    )
     if shape_failures:
         raise ShapeError(
             f"{spec.key} has outputs of the wrong shape:\n" + "\n".join(shape_failures)
         )
     if atol_failures:
-        raise AtolError(f"{spec.key} differs from Keras:\n" + "\n".join(atol_failures))
+        raise AtolError(f"{spec.key} differs from {against}:\n" + "\n".join(atol_failures))
+    if label_failures:
+        raise LabelError(
+            f"{spec.key} labels inputs otherwise than {against}:\n" + "\n".join(label_failures)
+        )
     for name, diff in diffs.items():
         log.info("%s - %s: max diff = %.1e (atol %.0e)", spec.key, name, diff, spec.atol)
     return diffs
