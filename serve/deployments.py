@@ -19,7 +19,7 @@ import asyncio
 import os
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -45,25 +45,26 @@ LOCAL_OBJECT_STORE = 256 * 2**20  # the arrays passed are small; Ray's default i
 
 
 class Batched:
-    """`run` over lists of requests, called one request at a time: through `@serve.batch` when
-    `max_batch` > 1, else directly.
+    """One request at a time into `many`, an async function over lists of requests: through
+    `@serve.batch`, which gathers concurrent requests, when `max_batch` > 1, else directly.
 
-    `run` runs on a thread so that the replica keeps accepting requests meanwhile; it returns an
-    exception object for a request it refuses, which is raised for that request alone. `requests`
-    and `runs` count the calls and the runs they made, for `describe`.
+    `many` may return an exception object for a request it refuses, which is raised for that
+    request alone. `requests` and `runs` count the calls and the lists they made, for `stats`.
     """
 
-    def __init__(self, run: Callable[[list[Any]], list[Any]], max_batch: int, wait_s: float):
+    def __init__(
+        self, many: Callable[[list[Any]], Awaitable[list[Any]]], max_batch: int, wait_s: float
+    ):
         self.max_batch = max_batch
         self.requests = 0
         self.runs = 0
 
-        async def many(requests: list[Any]) -> list[Any]:
+        async def counted(requests: list[Any]) -> list[Any]:
             self.runs += 1
-            return await asyncio.to_thread(run, requests)
+            return await many(requests)
 
-        self._many = many
-        self._batch = serve.batch(max_batch_size=max_batch, batch_wait_timeout_s=wait_s)(many)
+        self._many = counted
+        self._batch = serve.batch(max_batch_size=max_batch, batch_wait_timeout_s=wait_s)(counted)
 
     async def __call__(self, request: Any) -> Any:
         self.requests += 1
@@ -86,12 +87,27 @@ class Batched:
         }
 
 
+def _on_thread(
+    run: Callable[[list[Any]], list[Any]],
+) -> Callable[[list[Any]], Awaitable[list[Any]]]:
+    """`run` on a thread, so that the replica keeps accepting requests while it runs."""
+
+    async def many(requests: list[Any]) -> list[Any]:
+        return await asyncio.to_thread(run, requests)
+
+    return many
+
+
+def _split(output: np.ndarray, parts: list[np.ndarray]) -> list[np.ndarray]:
+    """Split the output of a run over `parts` joined back into one output per part."""
+    return np.split(output, np.cumsum([len(part) for part in parts])[:-1])
+
+
 def _joined(run: Callable[[np.ndarray], np.ndarray], parts: list[np.ndarray]) -> list[Any]:
     """Run `run` once over `parts` joined, and split its output back; when the joint run is
     refused, run each part alone so that one bad request fails by itself."""
     try:
-        output = run(np.concatenate(parts))
-        return np.split(output, np.cumsum([len(part) for part in parts])[:-1])
+        return _split(run(np.concatenate(parts)), parts)
     except (InputError, ValueError):
         pass
     results: list[Any] = []
@@ -124,7 +140,7 @@ class Classifier:
     ) -> None:
         self.models = Models(artifacts, device, latent=False)
         self._classify = Batched(
-            lambda parts: _joined(self.models.classify, parts), max_batch, wait_s
+            _on_thread(partial(_joined, self.models.classify)), max_batch, wait_s
         )
 
     async def classify(self, batch: np.ndarray) -> np.ndarray:
@@ -145,11 +161,9 @@ class Latent:
         self, artifacts: str | None, device: str | None, max_batch: int, wait_s: float
     ) -> None:
         self.models = Models(artifacts, device, classifier=False)
-        self._embed = Batched(
-            lambda requests: _by_model(self.models.embed, requests), max_batch, wait_s
-        )
+        self._embed = Batched(_on_thread(partial(_by_model, self.models.embed)), max_batch, wait_s)
         self._decode = Batched(
-            lambda requests: _by_model(self.models.decode, requests), max_batch, wait_s
+            _on_thread(partial(_by_model, self.models.decode)), max_batch, wait_s
         )
 
     async def embed(self, model: str, batch: np.ndarray) -> np.ndarray:
@@ -182,6 +196,11 @@ LatentDeployment = serve.deployment(name="latent")(Latent)
 class RayBackend:
     """The app's backend on Ray Serve: calls the model deployments through their handles.
 
+    Concurrent classify and embed requests are gathered here too (`@serve.batch`, when
+    `max_batch` > 1) into one call per batch: each call to a replica costs far more than the
+    session run it asks for, so the ingress makes as few as it can. (Their images were checked
+    here already; latent points are checked in the replica, so decode requests go one by one.)
+
     A call to a replica that dies is tried once more (the models are pure functions, and Serve
     routes the retry to a live replica); a second failure or a call past `CALL_TIMEOUT_S` is
     answered 503. The SDK's errors raised in a replica reach the app as themselves.
@@ -189,10 +208,33 @@ class RayBackend:
 
     host = "ray"
 
-    def __init__(self, classifier: DeploymentHandle, latent: DeploymentHandle, replicas: int):
+    def __init__(
+        self,
+        classifier: DeploymentHandle,
+        latent: DeploymentHandle,
+        replicas: int,
+        max_batch: int = 1,
+        wait_s: float = 0.0,
+    ):
         self.classifier = classifier
         self.latent = latent
         self.replicas = replicas
+        self._classify = Batched(self._classify_many, max_batch, wait_s)
+        self._embed = Batched(self._embed_many, max_batch, wait_s)
+
+    async def _classify_many(self, batches: list[np.ndarray]) -> list[np.ndarray]:
+        probs = await self._call(self.classifier.classify.remote, np.concatenate(batches))
+        return _split(probs, batches)
+
+    async def _embed_many(self, requests: list[tuple[str, np.ndarray]]) -> list[np.ndarray]:
+        results: list[np.ndarray] = [np.empty(0)] * len(requests)
+        for model in {model for model, _ in requests}:
+            indices = [i for i, (m, _) in enumerate(requests) if m == model]
+            parts = [requests[i][1] for i in indices]
+            z = await self._call(self.latent.embed.remote, model, np.concatenate(parts))
+            for i, part in zip(indices, _split(z, parts)):
+                results[i] = part
+        return results
 
     async def _call(self, method: Callable[..., Any], *args: Any) -> Any:
         for attempt in range(2):
@@ -216,10 +258,10 @@ class RayBackend:
         raise AssertionError("unreachable")
 
     async def classify(self, batch: np.ndarray) -> np.ndarray:
-        return await self._call(self.classifier.classify.remote, batch)
+        return await self._classify(batch)
 
     async def embed(self, model: str, batch: np.ndarray) -> np.ndarray:
-        return await self._call(self.latent.embed.remote, model, batch)
+        return await self._embed((model, batch))
 
     async def decode(self, model: str, z: np.ndarray) -> np.ndarray:
         return await self._call(self.latent.decode.remote, model, z)
@@ -302,6 +344,8 @@ def application(
             serve.get_deployment_handle("classifier", app_name=APP),
             serve.get_deployment_handle("latent", app_name=APP),
             replicas,
+            max_batch,
+            batch_wait_s,
         )
         return create_app(backend, token=token, limits=limits)
 
