@@ -241,7 +241,10 @@ def _processes() -> dict[int, tuple[int, str, float]]:
         fields = stat[stat.rindex(")") + 2 :].split()
         cpu = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
         name = words.strip().split(" ")[0] if words.strip() else stat.split("(")[1].split(")")[0]
-        found[int(entry.name)] = (int(fields[1]), Path(name).name, cpu)
+        name = Path(name).name
+        if name.startswith("ray::"):  # Ray's actors add the method they run: ray::Actor.method
+            name = name.split(".")[0]
+        found[int(entry.name)] = (int(fields[1]), name, cpu)
     return found
 
 
