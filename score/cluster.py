@@ -76,6 +76,7 @@ def size_pool(
     device: str | None,
     actors: int | None,
     total: Mapping[str, float] | None = None,
+    blocks: int | None = None,
 ) -> Pool:
     """Size the actor pool from the resources that a Ray cluster has free.
 
@@ -86,6 +87,7 @@ def size_pool(
             the one Ray gives it, so "cuda:N" means "cuda".
         actors: the pool's size; None for one actor per free CPU, or per free GPU on CUDA.
         total: `ray.cluster_resources()`, for the messages.
+        blocks: how many blocks the job has: no more actors than that are started.
 
     Returns:
         A pool whose actors and read tasks fit together in what is free. A quarter of the free
@@ -113,6 +115,7 @@ def size_pool(
     on_gpu = kind == "cuda" or (kind == "auto" and gpus > 0)
     read_cpus = _share(min(1.0, READ_SHARE * cpus))
     count = actors if actors is not None else max(1, int(gpus if on_gpu else cpus))
+    count = min(count, blocks) if blocks else count
     num_cpus = _share(min(1.0, (cpus - read_cpus) / count))
     if num_cpus < LEAST_CPUS:
         raise PoolError(
@@ -239,7 +242,8 @@ def score_on_ray(
     pieces = list(plan(inputs, files=rows, column=column))
     started = _connect(address)
     try:
-        pool = size_pool(ray.available_resources(), device, actors, ray.cluster_resources())
+        blocks = sum(math.ceil(piece.rows / rows) for piece in pieces)
+        pool = size_pool(ray.available_resources(), device, actors, ray.cluster_resources(), blocks)
         return _run(pieces, target, pool, model, root, rows, start_timeout, progress)
     finally:
         if started:
@@ -277,8 +281,10 @@ def _run(
     start = time.perf_counter()
     _reserve(pool, start_timeout)
     with _settings(start_timeout, progress), staged_directory(target) as staging:
+        # One block per read task as planned: left to itself, Ray would split each task's
+        # output into many small blocks, only for map_batches to gather them again.
         dataset = ray.data.read_datasource(
-            _Pieces(pieces, rows), num_cpus=pool.read_cpus
+            _Pieces(pieces, rows), num_cpus=pool.read_cpus, override_num_blocks=len(pieces)
         ).map_batches(
             _ScoreActor,
             fn_constructor_kwargs={"model": model, "artifacts": artifacts, "device": pool.device},
@@ -291,7 +297,7 @@ def _run(
         )
         failure: OnnxDigitsError | None = None
         try:
-            dataset.write_parquet(os.fspath(staging))
+            dataset.write_parquet(os.fspath(staging.resolve()))  # workers may start elsewhere
         except ray.exceptions.GetTimeoutError:  # other work took the resources meanwhile
             failure = _not_started(pool, start_timeout)
         except ray.exceptions.RayError as exc:

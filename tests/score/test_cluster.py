@@ -199,6 +199,11 @@ def test_pool_sizes(free: dict, device: str, actors: int | None, pool: Pool) -> 
     assert size_pool(free, device, actors) == pool
 
 
+def test_no_more_actors_than_blocks() -> None:
+    assert size_pool({"CPU": 2.0}, "cpu", None, blocks=1) == Pool(1, 1.0, 0.0, 0.5, "cpu")
+    assert size_pool({"CPU": 2.0}, "cpu", 2, blocks=5) == Pool(2, 0.75, 0.0, 0.5, "cpu")
+
+
 @pytest.mark.parametrize(
     "free, device, actors, match",
     [
