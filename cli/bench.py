@@ -45,6 +45,27 @@ def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 2) -> f
     return statistics.median(times)
 
 
+def vector_width() -> str:
+    """The widest x86 vector extension this CPU and its operating system support ("AVX-512",
+    "AVX2", "AVX"), or the machine's own ("NEON" on ARM64): onnxruntime's CPU kernels, its
+    blocked convolutions' channel block (16 with AVX-512, 8 with AVX2) among them, are chosen so.
+
+    The answer is numpy's run-time CPU detection, which checks what onnxruntime checks: the
+    CPUID bits and that the operating system saves the registers (XCR0).
+    """
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__ as features
+    except ImportError:  # numpy 1.x
+        try:
+            from numpy.core._multiarray_umath import __cpu_features__ as features
+        except ImportError:
+            features = {}
+    for flag, name in (("AVX512F", "AVX-512"), ("AVX2", "AVX2"), ("AVX", "AVX"), ("ASIMD", "NEON")):
+        if features.get(flag):
+            return name
+    return platform.machine() or "unknown"
+
+
 def machine() -> dict[str, Any]:
     """What the figures were measured on."""
     import onnxruntime
@@ -73,6 +94,7 @@ def machine() -> dict[str, Any]:
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
+        "vector": vector_width(),
         "gpu": gpu,
         "python": platform.python_version(),
         "onnxruntime": onnxruntime.__version__,
@@ -106,12 +128,17 @@ def run(
     repeats: int,
     notes_loop: bool,
     progress: Callable[[str], None],
+    baseline: Path | None = None,
 ) -> dict[str, Any]:
     """Time every workload with each runner that can do it.
 
+    Args:
+        baseline: another set (such as the plain tf2onnx conversions a set was rewritten from)
+            whose files a second bare session runs, timed in the same rounds.
+
     Returns:
-        {"machine": ..., "device": ..., "rows": [{"workload", "sdk", "bare", "keras", ...}]} with
-        median seconds (None where a runner is absent).
+        {"machine": ..., "device": ..., "rows": [{"workload", "sdk", "bare", "baseline",
+        "keras", ...}]} with median seconds (None where a runner is absent).
     """
     import onnxruntime
     from onnxdigits.session import Device
@@ -133,10 +160,19 @@ def run(
     classifier = Classifier(artifacts=store, device=device)
     progress(f"device {device}: sessions run on {classifier.device} ({classifier.providers[0]})")
     # A bare session: onnxruntime's defaults on the providers the SDK got.
+    timed_keys = ("classifier", "vae.encoder", "vae.generator", "cvae.generator")
     bare = {
         key: onnxruntime.InferenceSession(store.model_bytes(key), providers=classifier.providers)
-        for key in ("classifier", "vae.encoder", "vae.generator", "cvae.generator")
+        for key in timed_keys
         if key in store.keys
+    }
+    plain_store = Artifacts(baseline) if baseline is not None else None
+    plain = {
+        key: onnxruntime.InferenceSession(
+            plain_store.model_bytes(key), providers=classifier.providers
+        )
+        for key in timed_keys
+        if plain_store is not None and key in plain_store.keys
     }
     rng = np.random.default_rng(0)
     z10k = rng.standard_normal((COUNT, 2), dtype=np.float32)
@@ -149,13 +185,19 @@ def run(
         keras_fn: Callable[[], object] | None,
         count: int,
         reps: int = repeats,
+        plain_fn: Callable[[], object] | None = None,
     ) -> None:
         progress(f"timing {workload}")
-        timed = {
-            name: median_seconds(fn, reps) if fn is not None else None
-            for name, fn in (("sdk", sdk), ("bare", bare_fn), ("keras", keras_fn))
-        }
+        runners = {"sdk": sdk, "bare": bare_fn, "baseline": plain_fn}
+        # The ONNX runners take turns, one run each per round, so that a change in the
+        # machine's load falls on all of them alike; Keras is timed after.
+        timed = interleaved_medians({k: fn for k, fn in runners.items() if fn is not None}, reps)
+        timed = {name: timed.get(name) for name in runners}
+        timed["keras"] = median_seconds(keras_fn, reps) if keras_fn is not None else None
         rows.append({"workload": workload, "count": count, **timed})
+
+    def plain_run(key: str, output: str, name: str, x: np.ndarray) -> Callable[[], object] | None:
+        return partial(plain[key].run, [output], {name: x}) if key in plain else None
 
     def predict(
         key: str, x: np.ndarray, batch_size: int | None = None
@@ -170,6 +212,7 @@ def run(
         lambda: bare["classifier"].run(["probs"], {"image": floats}),
         predict("classifier", floats, 1000),
         COUNT,
+        plain_fn=plain_run("classifier", "probs", "image", floats),
     )
     row(
         "classify 1 image",
@@ -178,6 +221,7 @@ def run(
         predict("classifier", floats[:1]),
         1,
         reps=max(repeats, 200),
+        plain_fn=plain_run("classifier", "probs", "image", floats[:1]),
     )
     if "vae.encoder" in bare:
         encoder = Encoder("vae", artifacts=store, device=device)
@@ -187,6 +231,7 @@ def run(
             lambda: bare["vae.encoder"].run(["z_mean"], {"image": floats}),
             predict("vae.encoder", floats, 1000),
             COUNT,
+            plain_fn=plain_run("vae.encoder", "z_mean", "image", floats),
         )
     for model in ("vae", "cvae"):
         key = f"{model}.generator"
@@ -200,6 +245,8 @@ def run(
             partial(bare[key].run, ["image"], {"z": z_grid}),
             predict(key, z_grid),
             225,
+            reps=max(repeats, 101) if model == "vae" else repeats,  # a millisecond: noisy
+            plain_fn=plain_run(key, "image", "z", z_grid),
         )
         if model == "vae":
             row(
@@ -208,6 +255,7 @@ def run(
                 partial(bare[key].run, ["image"], {"z": z10k}),
                 predict(key, z10k, 1000),
                 COUNT,
+                plain_fn=plain_run(key, "image", "z", z10k),
             )
     if notes_loop and keras_models is not None and "vae.generator" in keras_models:
         progress("timing the notes' loop of 225 predict calls, once")
@@ -259,8 +307,22 @@ def run(
         "device": device,
         "ran_on": classifier.device,
         "repeats": repeats,
+        "baseline": str(plain_store.root) if plain_store is not None else None,
         "rows": rows,
     }
+
+
+def interleaved_medians(runners: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median wall time of each runner over `repeats` rounds in which each runs once in turn,
+    after two untimed rounds."""
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    for round_ in range(repeats + 2):
+        for name, fn in runners.items():
+            start = time.perf_counter()
+            fn()
+            if round_ >= 2:
+                times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def _ms(seconds: float | None) -> str:
@@ -280,20 +342,29 @@ def _ratio(a: float | None, b: float | None) -> str:
 def format_table(report: dict[str, Any]) -> str:
     """The report as a Markdown table: median milliseconds and SDK speed-ups."""
     m = report["machine"]
+    vector = f", {m['vector']}" if m.get("vector") else ""
     lines = [
-        f"{m['date']}, {m['cpu']} ({m['cores']} cores){', ' + m['gpu'] if m['gpu'] else ''}, "
-        f"onnxruntime {m['onnxruntime']}, device {report['device']} -> {report['ran_on']}, "
+        f"{m['date']}, {m['cpu']} ({m['cores']} cores{vector}){', ' + m['gpu'] if m['gpu'] else ''}"
+        f", onnxruntime {m['onnxruntime']}, device {report['device']} -> {report['ran_on']}, "
         f"median of {report['repeats']}",
+    ]
+    baseline = report.get("baseline")
+    if baseline:
+        lines.append(f"baseline: bare sessions on the files of {baseline}")
+    plain = ("", "") if not baseline else (" baseline ms |", " baseline / SDK |")
+    lines += [
         "",
-        "| workload | SDK ms | bare ORT ms | Keras ms | Keras / SDK | SDK / bare | SDK items/s |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        f"| workload | SDK ms | bare ORT ms |{plain[0]} Keras ms | Keras / SDK | SDK / bare |"
+        f"{plain[1]} SDK items/s |",
+        "|---|" + "---:|" * (8 if baseline else 6),
     ]
     for r in report["rows"]:
         rate = "-" if r["sdk"] is None else f"{r['count'] / r['sdk']:,.0f}"
-        lines.append(
-            f"| {r['workload']} | {_ms(r['sdk'])} | {_ms(r['bare'])} | {_ms(r['keras'])} | "
-            f"{_ratio(r['sdk'], r['keras'])} | {_ratio(r['bare'], r['sdk'])} | {rate} |"
-        )
+        cells = [r["workload"], _ms(r["sdk"]), _ms(r["bare"])]
+        cells += [_ms(r.get("baseline"))] if baseline else []
+        cells += [_ms(r["keras"]), _ratio(r["sdk"], r["keras"]), _ratio(r["bare"], r["sdk"])]
+        cells += [_ratio(r["sdk"], r.get("baseline"))] if baseline else []
+        lines.append("| " + " | ".join([*cells, rate]) + " |")
     return "\n".join(lines)
 
 
@@ -309,6 +380,13 @@ def format_table(report: dict[str, Any]) -> str:
     "ARTIFACTS/keras when it exists; without them the Keras column is empty.",
 )
 @data_option
+@click.option(
+    "--baseline",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Another set, such as the plain tf2onnx conversions the set was rewritten from: bare "
+    "sessions on its files are timed too, in a column of their own.",
+)
 @click.option(
     "--repeats",
     type=click.IntRange(min=3),
@@ -333,6 +411,7 @@ def bench_command(
     device: str | None,
     keras_dir: Path | None,
     data: Path | None,
+    baseline: Path | None,
     repeats: int,
     notes_loop: bool,
     json_path: Path | None,
@@ -346,6 +425,7 @@ def bench_command(
         repeats,
         notes_loop,
         progress=lambda line: click.echo(line, err=True),
+        baseline=baseline,
     )
     click.echo(format_table(report))
     if json_path is not None:
