@@ -134,54 +134,74 @@ class Load:
 Send = Callable[[httpx.AsyncClient], Any]  # returns the awaitable of one request's response
 
 
-async def _drive(url: str, send: Send, clients: int, warmup_s: float, seconds: float) -> Load:
+async def _drive(
+    url: str, send: Send, clients: int, warmup_s: float, seconds: float, most_s: float
+) -> Load:
     start = time.monotonic()
-    begin, end = start + warmup_s, start + warmup_s + seconds
-    window_end = end
+    answered: set[int] = set()  # the clients that have had an answer
+    begin: float | None = None  # when the window opened
+    window_end: float | None = None  # when it closed
     latencies: list[float] = []
     errors = 0
 
-    async def client() -> None:
-        nonlocal errors, window_end
+    async def client(index: int) -> None:
         async with httpx.AsyncClient(base_url=url, timeout=60) as http:
-            await requests(http)
+            while window_end is None:
+                await one(index, http)
 
-    async def requests(http: httpx.AsyncClient) -> None:
-        nonlocal errors, window_end
-        # Until the time is up, and past it until one answer is counted: requests slower than
-        # the window still get a figure.
-        while time.monotonic() < end or not (latencies or errors):
-            sent = time.monotonic()
-            try:
-                ok = (await send(http)).status_code == 200
-            except httpx.HTTPError:
-                ok = False
-            done = time.monotonic()
-            if begin <= done and (done <= end or not (latencies or errors)):
-                window_end = max(window_end, done)
-                if ok:
-                    latencies.append(done - sent)
-                else:
-                    errors += 1
+    async def one(index: int, http: httpx.AsyncClient) -> None:
+        nonlocal begin, window_end, errors
+        sent = time.monotonic()
+        try:
+            ok = (await send(http)).status_code == 200
+        except httpx.HTTPError:
+            ok = False
+        done = time.monotonic()
+        answered.add(index)
+        if window_end is not None:
+            return
+        if begin is None:
+            # The warm-up lasts until every client has had an answer: then the requests are in
+            # their steady rhythm, even when each takes longer than the warm-up.
+            if done - start >= warmup_s and len(answered) == clients:
+                begin = done
+            return
+        if ok:
+            latencies.append(done - sent)
+        else:
+            errors += 1
+        # The window lasts `seconds` and two answers per client, so that requests slower than
+        # `seconds` are measured over whole rounds; `most_s` bounds the run.
+        counted = len(latencies) + errors
+        if (done - begin >= seconds and counted >= 2 * clients) or done - start >= most_s:
+            window_end = done
 
     # One connection per client, as separate clients have: one pool of 32 connections costs
     # httpx several times the CPU per request of 32 pools of one.
-    await asyncio.gather(*(client() for _ in range(clients)))
+    await asyncio.gather(*(client(i) for i in range(clients)))
+    assert begin is not None and window_end is not None
     return Load(clients, len(latencies), errors, window_end - begin, latencies)
 
 
-def drive(url: str, send: Send, clients: int, warmup_s: float = 1.0, seconds: float = 5.0) -> Load:
-    """Load `url` with `clients` concurrent clients for `warmup_s` + `seconds`.
+def drive(
+    url: str,
+    send: Send,
+    clients: int,
+    warmup_s: float = 1.0,
+    seconds: float = 5.0,
+    most_s: float = 180.0,
+) -> Load:
+    """Load `url` with `clients` concurrent clients, each sending a request, waiting for the
+    answer and sending the next, and measure the answers within a window.
 
-    Each client sends a request, waits for the answer and sends the next, until the time is
-    up. The requests answered within the last `seconds` are counted, whenever they were sent;
-    when none is, the window stretches to the first answer. Every request has a 60 s timeout,
-    so the run ends by itself.
+    The window opens after `warmup_s` once every client has had an answer, and closes once it
+    has lasted `seconds` and counted two answers per client (or `most_s` after the start).
+    Every request has a 60 s timeout, so the run ends by itself.
 
     Returns:
         The requests answered within the window, their latencies, and the errors.
     """
-    return asyncio.run(_drive(url, send, clients, warmup_s, seconds))
+    return asyncio.run(_drive(url, send, clients, warmup_s, seconds, most_s))
 
 
 @dataclass(frozen=True)
