@@ -253,6 +253,13 @@ def _hosts(ctx: click.Context, param: click.Parameter, value: str) -> list[str]:
     "model, with @serve.batch or without (-nobatch).",
 )
 @click.option(
+    "--images",
+    default="1,256",
+    show_default=True,
+    callback=_counts,
+    help="Images per classify request: one raw PNG, or that many multipart files.",
+)
+@click.option(
     "--clients",
     default="1,8,32",
     show_default=True,
@@ -284,6 +291,7 @@ def _hosts(ctx: click.Context, param: click.Parameter, value: str) -> list[str]:
 @device_option
 def bench_serve_command(
     hosts: list[str],
+    images: list[int],
     clients: list[int],
     seconds: float,
     warmup: float,
@@ -291,9 +299,9 @@ def bench_serve_command(
     artifacts: Path | None,
     device: str | None,
 ) -> None:
-    """Measure requests/s and p50/p99 latency of classify on loopback, for one PNG and for 256,
-    at each number of clients, on each host in turn; beside them the SDK's in-process rate on
-    the same PNG bytes. Prints a Markdown table; progress goes to stderr."""
+    """Measure requests/s and p50/p99 latency of classify on loopback, for one PNG and for 256
+    per request, at each number of clients, on each host in turn; beside them the SDK's
+    in-process rate on the same PNG bytes. Prints a Markdown table; progress goes to stderr."""
     import json
 
     try:
@@ -305,7 +313,14 @@ def bench_serve_command(
     command = "onnxdigits bench-serve " + " ".join(sys.argv[2:])
     before = machine_notes()
     results = benchmark(
-        hosts, clients, seconds, warmup, device, artifacts, lambda line: click.echo(line, err=True)
+        hosts,
+        images,
+        clients,
+        seconds,
+        warmup,
+        device,
+        artifacts,
+        lambda line: click.echo(line, err=True),
     )
     after = machine_notes()
     about = {**machine(), **before, "load_after": after["load"], "command": command.strip()}
@@ -350,7 +365,7 @@ def _report(results: dict[str, Any], about: dict[str, Any]) -> list[str]:
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for workload, rate in sdk.items():
-        images = 256 if workload.startswith("256") else 1
+        images = int(workload.split()[0])
         lines.append(
             f"| SDK in-process, 1 caller | {workload} | - | {rate:,.1f} | {rate * images:,.0f} "
             f"| {1000 / rate:.2f} | - | - | 1.00x |"

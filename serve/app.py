@@ -3,8 +3,9 @@
 `create_app` builds the app over a backend, the thing that runs the models: `LocalBackend` in
 this process under uvicorn, or Ray Serve's model deployments (`deployments.py`). The app parses
 and checks what clients send, normalises images with the SDK (`to_batch`), and answers every
-mistake with a JSON `{"error": "..."}` and a 4xx: 400 unparsable, 401 no or a wrong token, 413
-over a limit, 415 an unknown content type, 422 whatever the SDK refuses, with its message.
+mistake with a JSON `{"error": "..."}` and a 4xx: 400 unparsable, 401 no or a wrong token, 404
+and 405 as usual, 413 over a limit, 415 an unknown content type, 422 whatever the SDK refuses,
+with its message. (503 is the Ray host's answer when its replicas cannot.)
 """
 
 from __future__ import annotations
@@ -144,7 +145,6 @@ def create_app(backend: Backend, *, token: str | None = None, limits: Limits = L
         version=__version__,
         summary="Keras MNIST models exported to ONNX: labels, embeddings, digits from latents.",
     )
-    app.state.backend = backend
     app.add_middleware(BodyLimit, limit=limits.max_body)
     _add_error_handlers(app)
     needs = [Depends(_token_check(token))] if token else []

@@ -6,7 +6,8 @@ Three deployments make one Serve application, "onnxdigits":
   calls the model deployments through their handles (`RayBackend`);
 - "classifier" and "latent": the SDK's classifier, and the encoders and generators of ae, vae and
   cvae, each in N replicas. Concurrent requests to a replica are gathered by `@serve.batch` into
-  one session run per model (`max_batch` requests at most, waiting at most `batch_wait_s`).
+  one session run per model (`max_batch` requests at most, waiting at most `batch_wait_s`); the
+  ingress gathers concurrent classify and embed requests the same way into one replica call.
 
 Every actor reserves a fraction of a CPU (`replica_cpus`), so that the ingress, the replicas and
 Serve's proxy and controller (which reserve none) share two cores. Arrays pass between the actors
@@ -132,7 +133,7 @@ def _by_model(
     return results
 
 
-class Classifier:
+class ClassifierReplica:
     """The SDK's classifier; concurrent requests are classified in one run."""
 
     def __init__(
@@ -153,7 +154,7 @@ class Classifier:
         return True
 
 
-class Latent:
+class LatentReplica:
     """The encoders and generators of ae, vae and cvae; concurrent requests to one model are
     embedded or decoded in one run."""
 
@@ -189,8 +190,8 @@ class Latent:
         return True
 
 
-ClassifierDeployment = serve.deployment(name="classifier")(Classifier)
-LatentDeployment = serve.deployment(name="latent")(Latent)
+ClassifierDeployment = serve.deployment(name="classifier")(ClassifierReplica)
+LatentDeployment = serve.deployment(name="latent")(LatentReplica)
 
 
 class RayBackend:

@@ -219,7 +219,10 @@ class Workload:
         return lambda http: http.post("/v1/classify", files=files)
 
 
-WORKLOADS = (Workload("1 image", 1), Workload("256 images", 256))
+def workload(images: int) -> Workload:
+    """Classify `images` copies of one PNG per request."""
+    return Workload(f"{images} image{'s' if images > 1 else ''}", images)
+
 
 # Each host: the arguments of `onnxdigits serve` besides the port.
 HOSTS: dict[str, tuple[str, ...]] = {
@@ -311,6 +314,7 @@ def _png(sample_image: np.ndarray) -> bytes:
 
 def benchmark(
     hosts: Sequence[str],
+    images: Sequence[int],
     clients: Sequence[int],
     seconds: float,
     warmup_s: float,
@@ -318,10 +322,11 @@ def benchmark(
     artifacts: Path | None,
     progress: Callable[[str], None],
 ) -> dict[str, Any]:
-    """Measure every host in `hosts` (keys of HOSTS) on each workload and client count.
+    """Measure every host in `hosts` (keys of HOSTS) classifying each count of `images` per
+    request, at each count of `clients`.
 
     Returns:
-        {"sdk": {workload: requests/s}, "cells": [Cell, ...], "png_bytes": size}.
+        {"sdk": {workload name: requests/s}, "cells": [Cell, ...], "png_bytes": size}.
     """
     from onnxdigits import Artifacts, Classifier
 
@@ -332,9 +337,10 @@ def benchmark(
         common += ["--artifacts", str(artifacts)]
     classifier = Classifier(artifacts=store, device=device)
     sdk = {}
-    for workload in WORKLOADS:
-        sdk[workload.name] = sdk_rate(png, workload.images, seconds, classifier)
-        progress(f"SDK in-process, {workload.name}: {sdk[workload.name]:.1f} requests/s")
+    workloads = [workload(count) for count in images]
+    for work in workloads:
+        sdk[work.name] = sdk_rate(png, work.images, seconds, classifier)
+        progress(f"SDK in-process, {work.name}: {sdk[work.name]:.1f} requests/s")
     cells = []
     for host in hosts:
         progress(f"starting {host} ...")
@@ -342,8 +348,8 @@ def benchmark(
             [*HOSTS[host], "--port", str(free_port()), "--max-images", "256", *common]
         )
         try:
-            for workload in WORKLOADS:
-                send = workload.sender(png)
+            for work in workloads:
+                send = work.sender(png)
                 for count in clients:
                     before, client_before = cpu_by_process(server.process.pid), time.process_time()
                     load = drive(server.url, send, count, warmup_s, seconds)
@@ -357,9 +363,9 @@ def benchmark(
                         if after[name] - before.get(name, 0.0) > 0
                     }
                     cpu_ms["client"] = (client_after - client_before) * share * 1000 / per
-                    cells.append(Cell(host, workload.name, workload.images, load, cpu_ms))
+                    cells.append(Cell(host, work.name, work.images, load, cpu_ms))
                     progress(
-                        f"{host:>14} {workload.name:>10} x{count:<3} {load.rate:8.1f} req/s  "
+                        f"{host:>14} {work.name:>10} x{count:<3} {load.rate:8.1f} req/s  "
                         f"p50 {load.percentile_ms(50):7.1f} ms  p99 {load.percentile_ms(99):7.1f}"
                         f" ms  errors {load.errors}"
                     )
