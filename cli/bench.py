@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import platform
@@ -53,13 +54,13 @@ def vector_width() -> str:
     The answer is numpy's run-time CPU detection, which checks what onnxruntime checks: the
     CPUID bits and that the operating system saves the registers (XCR0).
     """
-    try:
-        from numpy._core._multiarray_umath import __cpu_features__ as features
-    except ImportError:  # numpy 1.x
+    features: dict[str, bool] = {}
+    for module in ("numpy._core._multiarray_umath", "numpy.core._multiarray_umath"):  # 2.x, 1.x
         try:
-            from numpy.core._multiarray_umath import __cpu_features__ as features
-        except ImportError:
-            features = {}
+            features = dict(importlib.import_module(module).__cpu_features__)
+            break
+        except (ImportError, AttributeError):
+            continue
     for flag, name in (("AVX512F", "AVX-512"), ("AVX2", "AVX2"), ("AVX", "AVX"), ("ASIMD", "NEON")):
         if features.get(flag):
             return name
@@ -191,8 +192,8 @@ def run(
         runners = {"sdk": sdk, "bare": bare_fn, "baseline": plain_fn}
         # The ONNX runners take turns, one run each per round, so that a change in the
         # machine's load falls on all of them alike; Keras is timed after.
-        timed = interleaved_medians({k: fn for k, fn in runners.items() if fn is not None}, reps)
-        timed = {name: timed.get(name) for name in runners}
+        medians = interleaved_medians({k: fn for k, fn in runners.items() if fn}, reps)
+        timed: dict[str, float | None] = {name: medians.get(name) for name in runners}
         timed["keras"] = median_seconds(keras_fn, reps) if keras_fn is not None else None
         rows.append({"workload": workload, "count": count, **timed})
 
