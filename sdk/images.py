@@ -20,7 +20,7 @@ _BOX = 20  # MNIST fits each digit into a 20x20 box, then centres its mass in 28
 _WORK = 1024  # larger images are reduced to this side first: the digit ends up 20 pixels tall
 _GRID = 48  # the background is fitted on the image reduced to this side: light varies slowly
 _FAINT = 0.05  # fainter than this (of the ink's level) after resampling is resampling's ripple
-# MNIST's strokes, as a fraction of the box's side, measured as `stroke_width` does: 8% of its
+# MNIST's strokes, as a fraction of the box's side, measured as `_stroke_width` does: 8% of its
 # digits are thinner than 0.08, 11% thicker than 0.14. Strokes outside are brought to the edge.
 _STROKE = (0.08, 0.14)
 _SHAPES = "(28, 28), (28, 28, 1), (N, 28, 28), (N, 28, 28, 1) or (N, 784)"
@@ -294,11 +294,7 @@ def _ink(grey: np.ndarray) -> tuple[np.ndarray, float, float]:
         darker or lighter than the page), the ink threshold and the noise's standard deviation.
     """
     residual = grey - _background(grey)
-    ring = _ring(*grey.shape)
-    noise = _noise(residual, ring)
-    if noise > 2:  # a noisy page: each pixel is averaged with its neighbours before it counts
-        residual = _neighbours(residual) / np.float32(9)
-        noise = _noise(residual, ring)
+    noise = _noise(residual, _ring(*grey.shape))
     # The ink is whatever departs from the background by more than noise does; it is dark
     # where the departures below the background outweigh those above it.
     strong = 4 * noise
@@ -336,7 +332,10 @@ def _background(grey: np.ndarray) -> np.ndarray:
             if update.sum() < basis.shape[1] or (update == keep).all():
                 break
             keep = update
-    return (_quadratic(*grey.shape) @ coef).reshape(grey.shape).astype(np.float32)
+    x, y = _coordinates(*grey.shape)
+    x, y = x[None, :], y[:, None]  # the surface at every pixel, by broadcasting: (H, W)
+    surface = coef[0] + coef[1] * x + coef[2] * y + coef[3] * x * x + coef[4] * x * y
+    return (surface + coef[5] * y * y).astype(np.float32)
 
 
 def _least_squares(basis: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -347,14 +346,15 @@ def _least_squares(basis: np.ndarray, values: np.ndarray) -> np.ndarray:
     return np.linalg.solve(gram, basis.T @ values)
 
 
+def _coordinates(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """x of each column's centre and y of each row's, both running over [-1, 1]."""
+    return (np.arange(width) + 0.5) / width * 2 - 1, (np.arange(height) + 0.5) / height * 2 - 1
+
+
 def _quadratic(height: int, width: int) -> np.ndarray:
-    """The terms 1, x, y, x^2, xy, y^2 at each pixel's centre, x and y in [-1, 1]: (H*W, 6)."""
-    rows, cols = np.meshgrid(
-        (np.arange(height) + 0.5) / height * 2 - 1,
-        (np.arange(width) + 0.5) / width * 2 - 1,
-        indexing="ij",
-    )
-    x, y = cols.ravel(), rows.ravel()
+    """The terms 1, x, y, x^2, xy, y^2 at each pixel's centre: (H*W, 6)."""
+    x, y = np.meshgrid(*_coordinates(height, width))
+    x, y = x.ravel(), y.ravel()
     return np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=1)
 
 
@@ -371,7 +371,9 @@ def _otsu(values: np.ndarray) -> float:
     lo, hi = float(values.min()), float(values.max())
     if hi - lo < 1e-6:
         return hi
-    counts, edges = np.histogram(values, bins=256, range=(lo, hi))
+    bins = np.minimum(((values - lo) * (256 / (hi - lo))).astype(np.intp), 255)
+    counts = np.bincount(bins.ravel(), minlength=256)
+    edges = np.linspace(lo, hi, 257)
     centres = (edges[:-1] + edges[1:]) / 2
     weight = np.cumsum(counts)
     total = weight[-1]
@@ -382,14 +384,15 @@ def _otsu(values: np.ndarray) -> float:
     return float(edges[1:][np.argmax(between)])
 
 
-def _neighbours(image: np.ndarray) -> np.ndarray:
-    """The sum over the 3x3 square around each pixel, itself included, zero outside: for a
-    mask, how many of those pixels are set (int8); for a float image, nine times its mean."""
-    padded = np.pad(image, 1).astype(np.int8 if image.dtype == bool else image.dtype)
-    height, width = image.shape
-    total = padded[0:height, 0:width].copy()
-    for dy, dx in [(dy, dx) for dy in range(3) for dx in range(3)][1:]:
-        total += padded[dy : dy + height, dx : dx + width]
+def _neighbours(mask: np.ndarray) -> np.ndarray:
+    """int8 (H, W): how many pixels of the 3x3 square around each pixel, itself included, are
+    set in a bool mask (outside it, none)."""
+    padded = np.pad(mask, 1).astype(np.int8)
+    height, width = mask.shape
+    total = np.zeros((height, width), np.int8)
+    for dy in range(3):
+        for dx in range(3):
+            total += padded[dy : dy + height, dx : dx + width]
     return total
 
 
@@ -399,7 +402,7 @@ def _extent(mask: np.ndarray) -> tuple[slice, slice]:
     return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
 
 
-def stroke_width(shape: np.ndarray) -> float:
+def _stroke_width(shape: np.ndarray) -> float:
     """The mean width of the strokes of a bool mask, in pixels: twice its area over its outline
     (a stroke of width w and length l has area w*l and an outline of 2*l)."""
     outline = shape & (_neighbours(shape) < 9)
@@ -419,7 +422,7 @@ def _stroke_mended(fine: np.ndarray, cut: float) -> np.ndarray:
     rows, cols = _extent(shape)
     side = max(shape[rows, cols].shape)
     lo, hi = (ratio * side for ratio in _STROKE)
-    width = stroke_width(shape)
+    width = _stroke_width(shape)
     if lo <= width <= hi:
         return fine
     steps = round(abs(width - (lo if width < lo else hi)) / 2)  # a rim widens a stroke by 2
