@@ -1,11 +1,13 @@
 """Exact rewrites of a converted ONNX graph, so that onnxruntime's fastest CPU kernels apply.
 
 onnxruntime's CPU provider runs a convolution fastest in its blocked layout (NCHWc: channels in
-blocks of 8 with AVX2, 16 with AVX-512), which it uses for a convolution only when the input
-channels are fewer than a block or a whole number of blocks, and for max pooling only over whole
-blocks. Elsewhere it reorders tensors between layouts, or falls back to slower kernels. Each
-rewrite below computes the same function as the graph it replaces, up to the order of float32
-sums; the export checks every rewritten file against Keras as it checks a plain one.
+blocks of 8 with AVX2, 16 with AVX-512). It pads a convolution's output channels to whole blocks
+itself, but pools blocked only over whole blocks and reorders tensors between layouts around
+anything else; a convolution whose input channels are neither fewer than a block nor whole
+blocks is fed through a padding reorder or, in onnxruntime 1.31 on AVX2 for 10 inputs, left to
+a slower unblocked kernel; and a transposed convolution is never blocked. Each rewrite below
+computes the same function as the graph it replaces, up to the order of float32 sums; the export
+checks every rewritten file against Keras as it checks a plain one.
 
 - `flatten-permuted-dense`: tf2onnx's flatten of an NCHW tensor in Keras' NHWC order (a
   Transpose, and a Shape/Gather/Cast/Slice/Concat chain computing the Reshape's target) becomes
