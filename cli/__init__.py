@@ -2,7 +2,7 @@
 
 `main` (in `main.py`) is the group with its error boundary and shared options; the commands live
 by audience: the digit commands in `digits.py`, the training commands in `training.py`, the
-benchmark in `bench.py`.
+SDK's benchmark in `bench.py`, scoring and Triton in `score.py`, the service in `serve.py`.
 """
 
 from .bench import bench_command
@@ -18,7 +18,7 @@ from .digits import (
     verify_command,
 )
 from .main import main
-from .score import export_triton_command, score_command
+from .score import bench_score_command, export_triton_command, score_command
 from .serve import bench_serve_command, serve_command
 from .training import (
     TRAIN_EXTRA,
@@ -44,6 +44,7 @@ for _command in (
     evaluate_command,
     bench_command,
     score_command,
+    bench_score_command,
     export_triton_command,
     serve_command,
     bench_serve_command,

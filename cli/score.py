@@ -20,7 +20,7 @@ def _missing(exc: ModuleNotFoundError, extra: str) -> click.ClickException:
     return click.ClickException(f"this needs {exc.name}: {extra}")
 
 
-@click.command("score", short_help="Score image files, folders, npz or Parquet files into Parquet.")
+@click.command("score", short_help="Score images, folders, npz or Parquet files into Parquet.")
 @click.argument("inputs", nargs=-1, required=True)
 @click.option(
     "--out",
@@ -189,3 +189,43 @@ def export_triton_command(
         f'-v "{out.resolve()}:/models:ro" {TRITON_IMAGE} tritonserver --model-repository=/models',
         err=True,
     )
+
+
+@click.command("bench-score", short_help="Time score in one process and on Ray beside the SDK.")
+@click.option(
+    "--data",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="An mnist.npz in Keras' layout: its every image is scored, and its test images are "
+    "written as the PNG files.",
+)
+@click.option(
+    "--pngs", type=click.IntRange(1), default=10_000, show_default=True, help="PNG files to score."
+)
+@click.option(
+    "--repeats", type=click.IntRange(1), default=3, show_default=True, help="Runs of each; medians."
+)
+@click.option("--million", is_flag=True, help="Also a million images from one npz, once each.")
+@click.option("--ray/--no-ray", default=True, show_default=True, help="Include the Ray runs.")
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the results as JSON here.",
+)
+def bench_score_command(
+    data: Path, pngs: int, repeats: int, million: bool, ray: bool, json_path: Path | None
+) -> None:
+    """Time `score` on the npz's images and on PNG files, in one process and on a local Ray
+    cluster with 1 and 2 actors, beside the SDK's in-process rate, on the CPU.
+
+    Each run is a child process, timed by itself after its imports and model loading, and
+    watched for its peak RSS and the PSS of its whole process tree (Ray's workers included).
+    Prints a markdown table of medians with the machine named.
+    """
+    try:
+        from onnxdigits.score.bench import benchmark
+    except ModuleNotFoundError as exc:
+        raise _missing(exc, SCORE_EXTRA) from None
+    benchmark(data, pngs=pngs, repeats=repeats, million=million, ray=ray, json_path=json_path)

@@ -1,0 +1,347 @@
+"""The scoring benchmark: images/s and peak memory of `onnxdigits score`, in one process and on
+Ray, beside the SDK's own rate, on MNIST from an npz and on PNG files.
+
+    onnxdigits bench-score --data mnist.npz [--pngs 10000] [--million] [--repeats 3] [--no-ray]
+
+Every run is a child process, timed by itself (the figure leaves out imports and model loading,
+as `onnxdigits bench` does) and watched from here for its memory: the peak RSS of the process,
+and the peak PSS summed over it and every process under it (a local Ray cluster's workers
+included; PSS shares shared memory out among the processes that map it, so the sum counts it
+once). Generated inputs live in a temporary directory, removed at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MIB = 2**20
+MILLION = 1_000_000
+MILLION_NAME = f"npz ({MILLION:,})"  # run once, in one process and on Ray with 2 actors
+
+
+@dataclass
+class Run:
+    """One child process: what it reported and what it used."""
+
+    seconds: float  # the timed part, as the child measured it
+    rows: int
+    wall: float  # the child's whole life
+    peak_rss: int  # bytes: the child itself
+    peak_pss: int  # bytes: the child and its descendants, summed
+    load: tuple[float, float, float]  # the load average as it ended
+
+
+@dataclass
+class Row:
+    """A workload's runs and their medians."""
+
+    data: str
+    how: str
+    runs: list[Run] = field(default_factory=list)
+
+    @property
+    def seconds(self) -> float:
+        return statistics.median(run.seconds for run in self.runs)
+
+    @property
+    def rate(self) -> float:
+        return self.runs[0].rows / self.seconds
+
+    @property
+    def peak_rss(self) -> int:
+        return max(run.peak_rss for run in self.runs)
+
+    @property
+    def peak_pss(self) -> int:
+        return max(run.peak_pss for run in self.runs)
+
+
+# --- what a child runs ------------------------------------------------------------------------
+
+
+def _child(argv: list[str]) -> None:
+    """Run one workload and print {"seconds", "rows"} as JSON on the last line of stdout."""
+    kind, data, out = argv[0], argv[1], argv[2]
+    actors = int(argv[3]) if len(argv) > 3 else None
+    if kind == "sdk":
+        import onnxdigits
+
+        classifier = onnxdigits.Classifier(device="cpu")
+        if data.endswith(".npz"):
+            with np.load(data, allow_pickle=False) as npz:
+                images: Any = np.concatenate([npz[k] for k in sorted(npz.files) if k[:2] == "x_"])
+        else:
+            images = sorted(str(p) for p in Path(data).rglob("*.png"))
+        classifier.predict_proba(images[:256])  # warm-up
+        start = time.perf_counter()
+        classifier.predict_proba(images)
+        result = {"seconds": time.perf_counter() - start, "rows": len(images)}
+    elif kind == "score":
+        import onnxdigits
+        from onnxdigits.score import score
+
+        # A warm-up job, as the SDK gets a warm-up call: the shipped sample, into a file beside.
+        sample = onnxdigits.Artifacts()
+        warm = Path(f"{out}.warm.parquet")
+        score([sample.root / sample.json["sample"]["file"]], warm, device="cpu", progress=False)
+        warm.unlink()
+        summary = score([data], out, device="cpu", progress=False)
+        result = {"seconds": summary.seconds, "rows": summary.rows}
+    else:
+        import ray
+        from onnxdigits.score.cluster import score_on_ray
+
+        ray.init(include_dashboard=False, logging_level=logging.WARNING)
+        summary = score_on_ray([data], out, device="cpu", actors=actors, progress=False)
+        result = {"seconds": summary.seconds, "rows": summary.rows}
+        ray.shutdown()
+    result["peak_rss"] = _peak_rss()
+    print(json.dumps(result))
+
+
+def _peak_rss() -> int:
+    """This process's peak RSS in bytes (VmHWM). Not ru_maxrss: on Linux that carries over
+    from the forking parent, so a child of a large benchmark would report the parent's."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+# --- watching a child -------------------------------------------------------------------------
+
+
+def _children() -> dict[int, list[int]]:
+    tree: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        tree.setdefault(parent, []).append(int(entry.name))
+    return tree
+
+
+def _pss(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def _watch(command: list[str], env: dict[str, str]) -> Run:
+    """Run a child, sampling the PSS of its process tree; return its report and its peaks."""
+    start = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    peak = 0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            tree, family, total = _children(), [process.pid], 0
+            while family:
+                pid = family.pop()
+                total += _pss(pid)
+                family += tree.get(pid, [])
+            peak = max(peak, total)
+            done.wait(0.25)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    assert process.stdout is not None and process.stderr is not None
+    stdout, stderr = process.stdout.read(), process.stderr.read()
+    process.wait()
+    done.set()
+    sampler.join()
+    if process.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{stderr.decode()[-3000:]}")
+    report = json.loads(stdout.decode().strip().splitlines()[-1])
+    return Run(
+        seconds=report["seconds"],
+        rows=report["rows"],
+        wall=time.perf_counter() - start,
+        peak_rss=report["peak_rss"],
+        peak_pss=peak,
+        load=os.getloadavg(),
+    )
+
+
+# --- the inputs -------------------------------------------------------------------------------
+
+
+def _pngs(images: np.ndarray, folder: Path) -> None:
+    """Write images as PNG files, a thousand to a subfolder."""
+    from PIL import Image
+
+    for i, image in enumerate(images):
+        sub = folder / f"{i // 1000:03d}"
+        sub.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(sub / f"{i:06d}.png")
+
+
+def _million(images: np.ndarray, labels: np.ndarray, path: Path) -> None:
+    """An npz of a million images (MNIST repeated), stored uncompressed: 784 MB."""
+    np.savez(
+        path,
+        x_train=np.resize(images, (MILLION, *images.shape[1:])),
+        y_train=np.resize(labels, (MILLION,)),
+    )
+
+
+def machine() -> dict[str, Any]:
+    """`onnxdigits bench`'s machine (the CPU and its vector width, cores, versions), with the
+    load average now."""
+    from onnxdigits.cli.bench import machine as sdk_machine
+
+    return {**sdk_machine(), "load": os.getloadavg(), "platform": platform.platform()}
+
+
+def _table(rows: list[Row], baselines: dict[str, float]) -> str:
+    lines = [
+        "| data | run | images | median s | images/s | / SDK | peak RSS MiB | peak PSS MiB, tree |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        ratio = f"{row.rate / baselines[row.data]:.2f}x" if row.data in baselines else "-"
+        lines.append(
+            f"| {row.data} | {row.how} | {row.runs[0].rows:,} | {row.seconds:.2f} | "
+            f"{row.rate:,.0f} | {ratio} | {row.peak_rss / MIB:,.0f} | "
+            f"{row.peak_pss / MIB:,.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """A child's entry point (`--child`); users run `onnxdigits bench-score`."""
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] != "--child":
+        sys.exit("run the benchmark as: onnxdigits bench-score --data mnist.npz")
+    _child(argv[1:])
+
+
+def benchmark(
+    data: Path,
+    pngs: int = 10_000,
+    repeats: int = 3,
+    million: bool = False,
+    ray: bool = True,
+    json_path: Path | None = None,
+) -> None:
+    """Run the benchmark, print its table (and write JSON to `json_path`)."""
+
+    def say(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that the inputs are removed
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "ONNXDIGITS_DEVICE": "cpu"}
+    work = Path(tempfile.mkdtemp(prefix="onnxdigits-bench-"))
+    start_load = os.getloadavg()
+    rows: list[Row] = []
+    baselines: dict[str, float] = {}
+    try:
+        with np.load(data, allow_pickle=False) as npz:
+            names = sorted(k for k in npz.files if k.startswith("x_"))
+            images = np.concatenate([npz[k] for k in names])
+            labels = np.concatenate([npz["y_" + k[2:]] for k in names])
+            x_test = npz["x_test"] if "x_test" in npz.files else images
+        png_folder = work / "pngs"
+        say(f"writing {pngs:,} PNG files into {png_folder}")
+        _pngs(np.resize(x_test, (pngs, 28, 28)), png_folder)
+        datasets: list[tuple[str, str]] = [
+            (f"MNIST npz ({len(images):,})", str(data)),
+            (f"PNG files ({pngs:,})", str(png_folder)),
+        ]
+        if million:
+            big = work / "million.npz"
+            say(f"writing {big}")
+            _million(images, labels, big)
+            datasets.append((MILLION_NAME, str(big)))
+        del images, labels  # the children are watched, not this process
+        kinds: list[tuple[str, list[str]]] = [("SDK in process", ["sdk"])]
+        kinds.append(("score, one process", ["score"]))
+        if ray:
+            kinds += [
+                ("score --ray, 1 actor", ["ray", "1"]),
+                ("score --ray, 2 actors", ["ray", "2"]),
+            ]
+        plan = [
+            (Row(name, how), source, kind)
+            for name, source in datasets
+            for how, kind in kinds
+            # A million images once each, and not by the SDK, which would hold them all (that
+            # is what `score` avoids), nor by one Ray actor.
+            if not (name == MILLION_NAME and (kind[0] == "sdk" or kind[1:] == ["1"]))
+        ]
+        # The workloads take turns, repeat by repeat, so that a change in the machine's load
+        # falls on all of them alike.
+        for repeat in range(repeats):
+            for row, source, kind in plan:
+                if row.data == MILLION_NAME and repeat:
+                    continue
+                out = work / f"out-{kind[0]}"
+                command = [sys.executable, "-m", "onnxdigits.score.bench", "--child"]
+                command += [kind[0], source, str(out), *kind[1:]]
+                say(f"{row.data} | {row.how} | run {repeat + 1}")
+                row.runs.append(_watch(command, env))
+                _remove(out)
+        rows = [row for row, _, _ in plan]
+        baselines = {row.data: row.rate for row in rows if row.how == "SDK in process"}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    info = machine()
+    print(
+        f"{info['date']}, {info['cpu']} ({info['vector']}, {info['cores']} cores), "
+        f"onnxruntime {info['onnxruntime']}, load average {_load(start_load)} at the start and "
+        f"{_load(info['load'])} at the end, median of {repeats}\n"
+    )
+    print(_table(rows, baselines))
+    if json_path:
+        json_path.write_text(
+            json.dumps(
+                {
+                    "machine": info,
+                    "rows": [
+                        {**asdict(row), "seconds": row.seconds, "rate": row.rate} for row in rows
+                    ],
+                },
+                indent=2,
+            )
+        )
+
+
+def _load(load: tuple[float, float, float]) -> str:
+    return " ".join(f"{value:.2f}" for value in load)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
+
+
+if __name__ == "__main__":
+    main()
