@@ -480,8 +480,10 @@ def tile(images: np.ndarray, columns: int | None = None) -> np.ndarray:
     count = len(images)
     columns = math.ceil(math.sqrt(count)) if columns is None else check_count("columns", columns)
     rows = math.ceil(count / columns)
-    canvas = np.zeros((rows * columns, SIDE, SIDE), images.dtype)
-    canvas[:count] = images
+    canvas = images  # a full grid is laid out in one copy; a partial one is padded first
+    if count < rows * columns:
+        canvas = np.zeros((rows * columns, SIDE, SIDE), images.dtype)
+        canvas[:count] = images
     return (
         canvas.reshape(rows, columns, SIDE, SIDE)
         .transpose(0, 2, 1, 3)

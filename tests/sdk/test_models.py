@@ -215,6 +215,9 @@ def test_tile_lays_out_row_by_row(sample) -> None:
     assert canvas.shape == (56, 84) and canvas.dtype == np.uint8
     np.testing.assert_array_equal(canvas[28:, :28], images[3])
     assert not canvas[28:, 56:].any()
+    full = onnxdigits.tile(sample[0][:6], 3)  # a full grid: no padding
+    np.testing.assert_array_equal(full[:28, :84], np.hstack(sample[0][:3]))
+    np.testing.assert_array_equal(full[28:, 56:], sample[0][5])
 
 
 def test_importing_the_sdk_defers_onnxruntime_to_the_first_model() -> None:
