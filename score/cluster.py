@@ -46,10 +46,6 @@ START_TIMEOUT_S = 60  # how long the actor pool may take to start
 READ_SHARE = 0.25  # of the free CPUs, kept for the read tasks
 LEAST_CPUS = 0.05  # the smallest share of a CPU an actor may ask for
 _ROW_BYTES = PIXELS * 4  # an npz row's pixels, the largest thing a row holds in memory
-# Ray Data lets blocks wait in the object store up to a share of it (gigabytes on a large
-# machine) when reading outpaces scoring; a few blocks per actor keep the actors busy.
-LEAST_OBJECT_STORE = 256 * 2**20
-BLOCKS_PER_ACTOR = 8
 
 
 @dataclass(frozen=True)
@@ -284,8 +280,7 @@ def _run(
     summary = Summary(target)
     start = time.perf_counter()
     _reserve(pool, start_timeout)
-    budget = max(LEAST_OBJECT_STORE, BLOCKS_PER_ACTOR * pool.actors * rows * _ROW_BYTES)
-    with _settings(start_timeout, progress, budget), staged_directory(target) as staging:
+    with _settings(start_timeout, progress), staged_directory(target) as staging:
         # One block per read task as planned: left to itself, Ray would split each task's
         # output into many small blocks, only for map_batches to gather them again.
         dataset = ray.data.read_datasource(
@@ -363,7 +358,7 @@ class _PoolTimeoutFilter(logging.Filter):
 
 
 @contextmanager
-def _settings(start_timeout: float, progress: bool, object_store: int) -> Iterator[None]:
+def _settings(start_timeout: float, progress: bool) -> Iterator[None]:
     """Ray Data's settings for one job, put back after it."""
     context = ray.data.DataContext.get_current()
     options = context.execution_options
@@ -372,10 +367,6 @@ def _settings(start_timeout: float, progress: bool, object_store: int) -> Iterat
         context.enable_progress_bars,
         context.print_on_execution_start,
         options.preserve_order,
-        options.resource_limits,
-    )
-    options.resource_limits = ray.data.ExecutionResources.for_limits(
-        object_store_memory=object_store
     )
     context.wait_for_min_actors_s = max(1, math.ceil(start_timeout))
     context.enable_progress_bars = progress
@@ -395,7 +386,6 @@ def _settings(start_timeout: float, progress: bool, object_store: int) -> Iterat
             context.enable_progress_bars,
             context.print_on_execution_start,
             options.preserve_order,
-            options.resource_limits,
         ) = saved
         logging.getLogger("ray.data.exceptions").removeFilter(quiet)
         data_log.setLevel(level)
