@@ -3,14 +3,39 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pyarrow as pa
 from onnxdigits import Classifier, Encoder, InputError, __version__, load_image, to_batch
 from onnxdigits.manifest import ArtifactsLike
-from onnxdigits.models import _cpu_pool
 from onnxdigits.specs import IMAGE_SHAPE, LATENT_DIM, MODELS
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _decoders() -> ThreadPoolExecutor:
+    """The threads that decode a chunk's images, one per core, made on first use."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+            _pool = ThreadPoolExecutor(cores or os.cpu_count(), thread_name_prefix="decode")
+        return _pool
+
+
+def _forget_pool() -> None:
+    """In a forked child the pool's threads are gone: make a new pool on first use there."""
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
 
 CLASSES = 10
 # Lists name their items "element", as Parquet does, so that a schema survives a round trip.
@@ -63,9 +88,9 @@ def decode(raw: pa.Table) -> tuple[np.ndarray, list[str | None]]:
     data = raw.column("data").to_pylist()
     rows = [int(row) for row in np.flatnonzero(~has_pixels) if errors[row] is None]
     sources = [data[row] if data[row] is not None else files[row] for row in rows]
-    # Decoding spends its time in Pillow and numpy, which release the GIL: one thread per core,
-    # the SDK's own, decodes a chunk's images side by side.
-    loaded = _cpu_pool().map(_load, sources) if len(sources) > 1 else map(_load, sources)
+    # Decoding spends its time in Pillow and numpy, which release the GIL: one thread per core
+    # decodes a chunk's images side by side.
+    loaded = _decoders().map(_load, sources) if len(sources) > 1 else map(_load, sources)
     decoded_rows: list[int] = []
     decoded_images: list[np.ndarray] = []
     for row, image in zip(rows, loaded):

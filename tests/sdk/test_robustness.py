@@ -507,20 +507,18 @@ def test_small_batch_sizes_join_latent_chunks_exactly(artifacts, sample, model) 
 
 
 @pytest.mark.parametrize(
-    ("count", "size", "workers", "lengths"),
+    ("count", "size", "lengths"),
     [
-        (1, 1024, 2, [1]),
-        (127, 1024, 2, [127]),  # too few to be worth a second thread
-        (128, 1024, 2, [64, 64]),
-        (1000, 1024, 2, [500, 500]),
-        (10_000, 1024, 2, [1000] * 10),  # ten runs: a multiple of the workers
-        (3000, 1024, 4, [750] * 4),
-        (5, 2, 1, [2, 1, 2]),  # one worker: runs of at most the size
-        (70_000, 16_384, 1, [14_000] * 5),
+        (1, 1024, [1]),
+        (1024, 1024, [1024]),
+        (1025, 1024, [512, 513]),
+        (10_000, 1024, [1000] * 10),  # equal runs, not nine full ones and a scrap
+        (5, 2, [2, 1, 2]),
+        (70_000, 16_384, [14_000] * 5),
     ],
 )
-def test_chunks_cover_the_batch_in_balanced_runs(count, size, workers, lengths) -> None:
-    parts = chunks(count, size, workers)
+def test_chunks_cover_the_batch_in_balanced_runs(count, size, lengths) -> None:
+    parts = chunks(count, size)
     assert [p.stop - p.start for p in parts] == lengths
     assert parts[0].start == 0 and parts[-1].stop == count
     assert all(a.stop == b.start for a, b in zip(parts, parts[1:]))
@@ -541,17 +539,17 @@ def _labels_in_a_child(classifier: Classifier, images: np.ndarray, queue) -> Non
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX only")
-def test_a_forked_child_can_use_a_classifier_its_parent_split_across_cores(
+def test_a_forked_child_can_use_a_classifier_its_parent_ran_on_many_threads(
     classifier, sample
 ) -> None:
     images = np.resize(sample[0], (2000, 28, 28))
-    expected = classifier.predict(images)  # the parent's pool threads now exist
+    expected = classifier.predict(images)  # onnxruntime's threads now exist in the parent
     context = multiprocessing.get_context("fork")
     queue = context.Queue()
     child = context.Process(target=_labels_in_a_child, args=(classifier, images, queue))
     child.start()
     try:
-        got = queue.get(timeout=120)  # a pool inherited without its threads would hang here
+        got = queue.get(timeout=120)  # a thread pool inherited without its threads would hang
     finally:
         child.join(timeout=10)
         if child.is_alive():
@@ -562,7 +560,7 @@ def test_a_forked_child_can_use_a_classifier_its_parent_split_across_cores(
 @pytest.mark.parametrize(
     ("smallest", "spread"),
     [(1, 13), (150, 300)],
-    ids=["small batches", "batches split across cores"],
+    ids=["small batches", "larger batches"],
 )
 def test_threads_sharing_one_classifier_get_the_serial_answers(
     classifier, sample, smallest: int, spread: int
