@@ -92,6 +92,13 @@ def augmentation_option(name: str, what: str, default: float) -> Any:
 @augmentation_option("shift", "shifts up to this fraction of the side", 0.1)
 @augmentation_option("rotation", "rotations up to this fraction of a turn", 0.03)
 @augmentation_option("zoom", "zooms in or out by up to this fraction", 0.1)
+@click.option(
+    "--kl-weight",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="The VAEs' weight of the KL term in the loss (beta; 1 is the plain negative ELBO). "
+    "Defaults to the recipe's: 1 for each.",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
 @data_option
 @click.option(
@@ -111,6 +118,7 @@ def train_command(
     shift: float | None,
     rotation: float | None,
     zoom: float | None,
+    kl_weight: float | None,
     seed: int,
     data: Path | None,
     out: Path,
@@ -132,6 +140,7 @@ def train_command(
             shift=shift,
             rotation=rotation,
             zoom=zoom,
+            kl_weight=kl_weight,
         )
         with contextlib.redirect_stdout(sys.stderr):  # Keras' progress is not data
             submodels = train(

@@ -42,9 +42,14 @@ class Sampling(layers.Layer):
 class VAE(keras.Model):
     """Trains an encoder and a generator on the negative ELBO: summed pixel BCE plus KL.
 
-    Besides the loss, fit and evaluate report its two terms, each a mean over images in nats:
-    `reconstruction` (the BCE) and `kl` (`val_reconstruction` and `val_kl` on validation data).
+    `kl_weight` (beta, 1 by default) weighs the KL term in the loss that is minimised: below 1,
+    the encoder is pushed less towards the prior and its means keep the classes further apart.
+    Besides the loss, fit and evaluate report the ELBO's two terms unweighted, each a mean over
+    images in nats: `reconstruction` (the BCE) and `kl` (`val_reconstruction` and `val_kl` on
+    validation data), so that their sum is the negative ELBO whatever the weight.
     """
+
+    kl_weight = 1.0
 
     def __init__(
         self,
@@ -68,7 +73,7 @@ class VAE(keras.Model):
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):  # type: ignore[no-untyped-def]
         reconstruction, z_mean, z_log_var = y_pred
         bce, kl = elbo_terms(x, reconstruction, z_mean, z_log_var)
-        return ops.mean(bce + kl)
+        return ops.mean(bce + self.kl_weight * kl)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):  # type: ignore[no-untyped-def]
         # The terms again, from the same draw of z: Keras updates metrics here on every backend.

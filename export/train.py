@@ -43,6 +43,8 @@ class Fitting:
     shift: float = 0.0
     rotation: float = 0.0
     zoom: float = 0.0
+    # The VAEs: the weight of the KL term in the loss (beta; 1 for the plain negative ELBO).
+    kl_weight: float = 1.0
 
 
 FITTINGS: dict[str, dict[str, Fitting]] = {
@@ -85,6 +87,7 @@ class TrainConfig:
     shift: float | None = None  # the classifier's augmentation (see Fitting)
     rotation: float | None = None
     zoom: float | None = None
+    kl_weight: float | None = None  # the VAEs' (see Fitting)
     verbose: int = 2
 
     def fitting(self, model: str) -> Fitting:
@@ -98,6 +101,8 @@ class TrainConfig:
         names = ["epochs", "batch_size", "learning_rate"]
         if model == "classifier":  # the only model that is augmented
             names += ["shift", "rotation", "zoom"]
+        if model in ("vae", "cvae"):
+            names.append("kl_weight")
         changes = {name: getattr(self, name) for name in names if getattr(self, name) is not None}
         return replace(FITTINGS[self.recipe][model], **changes)
 
@@ -148,6 +153,7 @@ def _fit(
         model.compile(optimizer, loss=fitting.loss)
         target, val_target = x, x_val
     else:  # the VAEs compute their own loss
+        model.kl_weight = fitting.kl_weight
         model.compile(optimizer)
         target, val_target = None, None
     return model.fit(

@@ -203,6 +203,20 @@ def test_the_vaes_log_both_loss_terms_per_epoch_on_train_and_validation(notes_ru
         np.testing.assert_allclose(terms[0] + terms[1], history[prefix + "loss"], rtol=1e-4)
 
 
+def test_the_kl_weight_weighs_the_kl_in_the_loss_and_is_logged(digits, tmp_path) -> None:
+    """beta below 1: the loss is reconstruction + beta * KL, the logged terms stay unweighted."""
+    config = TrainConfig(epochs=1, limit=200, validation=40, kl_weight=0.25, verbose=0)
+    assert config.fitting("vae").kl_weight == 0.25 and config.fitting("ae").kl_weight == 1.0
+    train(["vae"], digits["x_train"], digits["y_train"], config, tmp_path)
+    log = json.loads((tmp_path / "keras" / "training.json").read_text())["vae"]
+    assert log["config"]["kl_weight"] == 0.25
+    history = log["history"]
+    for prefix in ("", "val_"):
+        reconstruction, kl = (np.array(history[prefix + term]) for term in LOSS_TERMS)
+        assert np.all(kl > 0)
+        np.testing.assert_allclose(reconstruction + 0.25 * kl, history[prefix + "loss"], rtol=1e-4)
+
+
 def test_the_notes_set_exports_with_parity_and_serves_the_sdk(notes_run, digits) -> None:
     run, submodels, manifest = notes_run
     assert set(manifest["models"]) == set(SUBMODELS)
