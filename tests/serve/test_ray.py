@@ -52,9 +52,12 @@ def test_models_say_where_they_run_on_ray(ray_server: Server) -> None:
 def classify_stats(handle: Any) -> dict[str, dict[str, Any]]:
     """Each classifier replica's batching counts, by replica id, asking until both answer."""
     stats: dict[str, dict[str, Any]] = {}
-    for _ in range(50):
-        answer = handle.describe.remote().result(timeout_s=60)["batching"]["classify"]
-        stats[answer["replica"]] = answer
+    for _ in range(20):
+        # Several at once: the router may send one call after another to the same replica, but
+        # spreads calls that overlap.
+        for pending in [handle.describe.remote() for _ in range(8)]:
+            answer = pending.result(timeout_s=60)["batching"]["classify"]
+            stats[answer["replica"]] = answer
         if len(stats) == 2:
             break
     return stats
