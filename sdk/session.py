@@ -69,7 +69,7 @@ def gpu_present() -> bool:
 
 
 def create_session(
-    model: bytes, device: str | None = None, *, fast: bool = False, cpu_threads: int = 0
+    model: bytes, device: str | None = None, *, fast: bool = False
 ) -> onnxruntime.InferenceSession:
     """Create an onnxruntime session on the device asked for, and check what it really got.
 
@@ -80,8 +80,6 @@ def create_session(
             machine has an NVIDIA GPU but CUDA does not come up; without a GPU it picks the CPU
             quietly.
         fast: on CUDA, allow TF32 matrix maths; exact float32 otherwise.
-        cpu_threads: onnxruntime's intra-op threads when the session runs on the CPU; 0 for
-            its default (one per core).
 
     Returns:
         The session; `session.get_providers()[0]` names where it runs.
@@ -110,7 +108,6 @@ def create_session(
                 f"running on the CPU although this machine has an NVIDIA GPU: {reason}. "
                 "Pass device='cpu' (--device cpu) to choose it and silence this."
             )
-    options.intra_op_num_threads = cpu_threads
     return ort.InferenceSession(model, options, providers=[CPU])
 
 
