@@ -29,7 +29,7 @@ from onnxdigits import (
     to_batch,
 )
 
-from .main import artifacts_option, data_option, device_option
+from .main import artifacts_option, data_option, device_option, figures_option
 
 COUNT = 10_000
 
@@ -400,13 +400,7 @@ def format_table(report: dict[str, Any]) -> str:
     is_flag=True,
     help="Also time a grid made as the Keras teaching notes made it: 225 predict calls (slow).",
 )
-@click.option(
-    "--json",
-    "json_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Also write every figure and the machine to this JSON file.",
-)
+@figures_option
 def bench_command(
     artifacts: Path | None,
     device: str | None,

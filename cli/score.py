@@ -9,7 +9,7 @@ import click
 from onnxdigits.models import CHUNK
 from onnxdigits.specs import MODELS, SUBMODELS
 
-from .main import artifacts_option, device_option
+from .main import artifacts_option, device_option, figures_option
 
 SCORE_EXTRA = "pip install 'onnxdigits[score]'"
 RAY_EXTRA = "pip install 'onnxdigits[ray]'"
@@ -207,13 +207,7 @@ def export_triton_command(
 )
 @click.option("--million", is_flag=True, help="Also a million images from one npz, once each.")
 @click.option("--ray/--no-ray", default=True, show_default=True, help="Include the Ray runs.")
-@click.option(
-    "--json",
-    "json_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Also write the results as JSON here.",
-)
+@figures_option
 def bench_score_command(
     data: Path, pngs: int, repeats: int, million: bool, ray: bool, json_path: Path | None
 ) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from .main import artifacts_option, device_option
+from .main import artifacts_option, device_option, figures_option
 
 TOKEN_VAR = "ONNXDIGITS_TOKEN"
 SERVE_EXTRA = "pip install 'onnxdigits[serve]'"
@@ -280,13 +280,7 @@ def _hosts(ctx: click.Context, param: click.Parameter, value: str) -> list[str]:
     show_default=True,
     help="Seconds of load before each measurement starts.",
 )
-@click.option(
-    "--json",
-    "json_out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Also write every figure to this JSON file.",
-)
+@figures_option
 @artifacts_option
 @device_option
 def bench_serve_command(
@@ -295,7 +289,7 @@ def bench_serve_command(
     clients: list[int],
     seconds: float,
     warmup: float,
-    json_out: Path | None,
+    json_path: Path | None,
     artifacts: Path | None,
     device: str | None,
 ) -> None:
@@ -326,7 +320,7 @@ def bench_serve_command(
     about = {**machine(), **before, "load_after": after["load"], "command": command.strip()}
     for line in _report(results, about):
         click.echo(line)
-    if json_out is not None:
+    if json_path is not None:
         cells = [
             {
                 "host": cell.host,
@@ -341,7 +335,7 @@ def bench_serve_command(
             for cell in results["cells"]
         ]
         document = {"machine": about, "sdk_requests_per_s": results["sdk"], "cells": cells}
-        json_out.write_text(json.dumps(document, indent=2) + "\n")
+        json_path.write_text(json.dumps(document, indent=2) + "\n")
 
 
 def _report(results: dict[str, Any], about: dict[str, Any]) -> list[str]:
