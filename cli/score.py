@@ -3,6 +3,10 @@ process or on Ray) and `export-triton` (a Triton Inference Server model reposito
 
 from __future__ import annotations
 
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -98,30 +102,50 @@ def score_command(
         if exc.name not in ("pyarrow", "tqdm", "ray"):
             raise
         raise _missing(exc, RAY_EXTRA if exc.name == "ray" else SCORE_EXTRA) from None
-    if use_ray:
-        summary = score_on_ray(
-            inputs,
-            out,
-            model=model,
-            artifacts=artifacts,
-            device=device,
-            column=column,
-            address=address,
-            actors=actors,
-            progress=not quiet,
-        )
-    else:
-        summary = score(
-            inputs,
-            out,
-            model=model,
-            artifacts=artifacts,
-            device=device,
-            column=column,
-            progress=not quiet,
-        )
+    # SIGTERM ends the job as Ctrl-C does: by an exception, so that the output's staging file
+    # is removed on the way out instead of left beside it.
+    with _terminate_on_sigterm():
+        if use_ray:
+            summary = score_on_ray(
+                inputs,
+                out,
+                model=model,
+                artifacts=artifacts,
+                device=device,
+                column=column,
+                address=address,
+                actors=actors,
+                progress=not quiet,
+            )
+        else:
+            summary = score(
+                inputs,
+                out,
+                model=model,
+                artifacts=artifacts,
+                device=device,
+                column=column,
+                progress=not quiet,
+            )
     click.echo(str(summary), err=True)
     click.echo(str(summary.out))
+
+
+@contextmanager
+def _terminate_on_sigterm() -> Iterator[None]:
+    """Within the block, SIGTERM raises SystemExit(143) in the main thread."""
+
+    def terminated(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _model_names(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> list[str]:

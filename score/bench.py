@@ -301,7 +301,7 @@ def benchmark(
             for row, source, kind in plan:
                 if row.data == MILLION_NAME and repeat:
                     continue
-                out = work / f"out-{kind[0]}"
+                out = work / f"out-{kind[0]}.parquet"  # a file, or with Ray a directory
                 command = [sys.executable, "-m", "onnxdigits.score.bench", "--child"]
                 command += [kind[0], source, str(out), *kind[1:]]
                 say(f"{row.data} | {row.how} | run {repeat + 1}")

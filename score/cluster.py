@@ -234,7 +234,7 @@ def score_on_ray(
         InputError, ArtifactError, DeviceError: bad arguments, a bad set, an unknown device.
     """
     inputs = _inputs(inputs)
-    target = check_output(out, directory=True)
+    target = check_output(out, directory=True, inputs=inputs)
     if isinstance(artifacts, Artifacts):
         artifacts = artifacts.root
     root = os.fspath(Artifacts(artifacts).root) if artifacts is not None else None

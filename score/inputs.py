@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 import zipfile
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
@@ -62,6 +63,12 @@ PARQUET_SUFFIXES = (".parquet", ".pq")
 LABEL_COLUMN = "label"
 _IMAGE_SHAPES = ((28, 28), (28, 28, 1), (PIXELS,))  # per row, as `to_batch` takes them
 _BROKEN_ARCHIVE = (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error)
+# An image file larger than this is no digit (the service takes bodies of 16 MiB at most); a
+# Parquet cell over it is refused before it is decoded.
+MAX_CELL_BYTES = 16 * 2**20
+_BATCH_BYTES = 64 * 2**20  # Parquet image bytes decoded at once, by the row group's metadata
+# Deflate cannot expand data more than about 1032 times; a member claiming more is forged.
+_DEFLATE_RATIO = 1032
 
 
 def raw_table(
@@ -188,33 +195,59 @@ class ParquetRows:
     row_group: int
     start: int  # the index of the row group's first row in the file
     count: int
+    batch: int = CHUNK_ROWS  # rows decoded at once: fewer where the cells are large
 
     @property
     def rows(self) -> int:
         return self.count
 
     def read(self, rows: int = CHUNK_ROWS) -> Iterator[pa.Table]:
-        """Yield the row group's rows in chunks of at most `rows`; an empty cell is an error."""
+        """Yield the row group's rows in chunks of at most `rows`; an empty cell, or one over
+        `MAX_CELL_BYTES`, is an error."""
         columns = [self.column] + ([self.labels] if self.labels else [])
         done = self.start
         try:
-            batches = pq.ParquetFile(self.path).iter_batches(
-                batch_size=rows, row_groups=[self.row_group], columns=columns
+            schema = pq.read_schema(self.path)
+            struct = pa.types.is_struct(schema.field(self.column).type)
+            # As a dictionary, a cell repeated a million times is held once: its size is known
+            # before any cell is written out in full.
+            parquet = pq.ParquetFile(
+                self.path, read_dictionary=[f"{self.column}.bytes" if struct else self.column]
+            )
+            batches = parquet.iter_batches(
+                batch_size=min(rows, self.batch), row_groups=[self.row_group], columns=columns
             )
             for batch in batches:
-                count = batch.num_rows
-                data = _image_bytes(batch.column(self.column))
+                cells = _image_cells(batch.column(self.column))
+                sizes = _cell_sizes(cells)
+                large = sizes > MAX_CELL_BYTES
                 truth = batch.column(self.labels) if self.labels else None
-                empty = f"no image bytes in column {self.column!r}"
-                yield raw_table(
-                    count,
-                    self.path,
-                    first=done,
-                    true_label=truth,
-                    data=data,
-                    error=[None if valid else empty for valid in data.is_valid().to_pylist()],
-                )
-                done += count
+                # Cells are written out in slices of at most _BATCH_BYTES, over-large ones never.
+                kept = np.where(large, 0, sizes)
+                for lo, hi in _slices(kept):
+                    part = cells.slice(lo, hi - lo)
+                    over = pa.array(large[lo:hi])
+                    data = _decoded(pc.if_else(over, pa.scalar(None, part.type), part))
+                    errors = [
+                        f"the image in column {self.column!r} has {int(size):,} bytes, over "
+                        f"the limit of {MAX_CELL_BYTES:,}"
+                        if too_large
+                        else None
+                        if valid
+                        else f"no image bytes in column {self.column!r}"
+                        for size, too_large, valid in zip(
+                            sizes[lo:hi], large[lo:hi], data.is_valid().to_pylist()
+                        )
+                    ]
+                    yield raw_table(
+                        hi - lo,
+                        self.path,
+                        first=done + lo,
+                        true_label=truth.slice(lo, hi - lo) if truth is not None else None,
+                        data=data,
+                        error=errors,
+                    )
+                done += batch.num_rows
         except (OSError, pa.ArrowException) as exc:
             problem = f"{self.path} broke at row {done}: {exc}"
             end = self.start + self.count
@@ -274,6 +307,13 @@ def plan(
             problems: list[OSError] = []
             for file in _walk(name, problems):
                 found = True
+                irregular = _irregular(file)
+                if irregular:
+                    if run:
+                        yield ImageFiles(tuple(run))
+                        run = []
+                    yield Failed(file, irregular)
+                    continue
                 run.append(file)
                 if len(run) == files:
                     yield ImageFiles(tuple(run))
@@ -288,6 +328,13 @@ def plan(
             if not found and not problems:
                 yield Failed(name, f"no image files under {name} (looked for {_suffixes()})")
             continue
+        irregular = _irregular(name)
+        if irregular:
+            if run:
+                yield ImageFiles(tuple(run))
+                run = []
+            yield Failed(name, irregular)
+            continue
         if suffix in NPZ_SUFFIXES or suffix in PARQUET_SUFFIXES:
             if run:
                 yield ImageFiles(tuple(run))
@@ -300,6 +347,30 @@ def plan(
             run = []
     if run:
         yield ImageFiles(tuple(run))
+
+
+def _irregular(path: str) -> str | None:
+    """Why `path` is not read, when it exists and is no regular file; else None.
+
+    Opening a FIFO blocks until something writes into it, and a device may never end: only
+    regular files are opened. (A missing file fails when it is read, as before.)
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    kind = (
+        "a FIFO"
+        if stat.S_ISFIFO(mode)
+        else "a socket"
+        if stat.S_ISSOCK(mode)
+        else "a device"
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+        else "something other than a file"
+    )
+    return f"{path} is {kind}, not a regular file; skipped unread"
 
 
 def _suffixes() -> str:
@@ -347,8 +418,7 @@ def _plan_npz(path: str) -> Iterator[Piece]:
 def _npz_piece(archive: zipfile.ZipFile, path: str, name: str, arrays: list[str]) -> Piece:
     """The piece of array `name`, or a Failed piece saying why it cannot be scored."""
     try:
-        with archive.open(f"{name}.npy") as stream:
-            shape, dtype = _npy_header(stream)
+        shape, dtype = _npy_member(archive, name)
         if len(shape) < 2 or shape[1:] not in _IMAGE_SHAPES or dtype.kind not in "uif":
             raise InputError(
                 f"{name} holds {dtype} of shape {shape}; expected images of shape "
@@ -359,8 +429,7 @@ def _npz_piece(archive: zipfile.ZipFile, path: str, name: str, arrays: list[str]
         labels = "y_" + name[2:]
         if labels not in arrays:
             return NpzArray(path, name, None, shape[0])
-        with archive.open(f"{labels}.npy") as stream:
-            label_shape, label_dtype = _npy_header(stream)
+        label_shape, label_dtype = _npy_member(archive, labels)
         if label_shape != (shape[0],) or label_dtype.kind not in "iu":
             raise InputError(
                 f"{labels} ({label_dtype}, shape {label_shape}) does not label the "
@@ -369,6 +438,43 @@ def _npz_piece(archive: zipfile.ZipFile, path: str, name: str, arrays: list[str]
         return NpzArray(path, name, labels, shape[0])
     except (*_BROKEN_ARCHIVE, InputError) as exc:
         return Failed(path, f"{path}: {exc}", array=name)
+
+
+def _npy_member(archive: zipfile.ZipFile, name: str) -> tuple[tuple[int, ...], np.dtype]:
+    """The shape and dtype of array `name`, checked against what its member really holds.
+
+    A header may declare any shape: the rows it promises must be the bytes the member holds,
+    and the member may not claim more bytes than its compressed data can give, so that a
+    lying file is refused here, unread, rather than streamed without end.
+
+    Raises:
+        InputError: a negative dimension, or a shape that the member's size does not match.
+    """
+    info = archive.getinfo(f"{name}.npy")
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        raise InputError(
+            f"{name} is compressed by method {info.compress_type}; numpy writes "
+            "stored or deflated members only"
+        )
+    ratio = 1 if info.compress_type == zipfile.ZIP_STORED else _DEFLATE_RATIO
+    if info.file_size > info.compress_size * ratio:
+        raise InputError(
+            f"{name} claims {info.file_size:,} bytes from {info.compress_size:,} compressed "
+            "ones, more than its compression can give; the file is damaged or forged"
+        )
+    with archive.open(info) as stream:
+        shape, dtype = _npy_header(stream)
+        header = stream.tell()
+    if any(n < 0 for n in shape):
+        raise InputError(f"{name} declares the shape {shape}: dimensions cannot be negative")
+    data = info.file_size - header
+    declared = dtype.itemsize * math.prod(shape)
+    if declared != data:
+        raise InputError(
+            f"{name} declares {dtype} of shape {shape} ({declared:,} bytes) but holds "
+            f"{data:,} bytes; the file is truncated or its header lies"
+        )
+    return shape, dtype
 
 
 def _npy_header(stream: IO[bytes]) -> tuple[tuple[int, ...], np.dtype]:
@@ -463,8 +569,9 @@ def _is_binary(kind: pa.DataType) -> bool:
     return pa.types.is_binary(kind) or pa.types.is_large_binary(kind)
 
 
-def _image_bytes(column: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """The images of a Parquet column as a binary array, from bytes or a {bytes, path} struct."""
+def _image_cells(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """The images of a Parquet column, from bytes or a {bytes, path} struct: binary, or a
+    dictionary of binary values, nulls where there is no image."""
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
     if pa.types.is_struct(column.type):
@@ -472,7 +579,63 @@ def _image_bytes(column: pa.Array | pa.ChunkedArray) -> pa.Array:
         if column.null_count:  # a null struct hides whatever its child holds
             field = pc.if_else(column.is_valid(), field, pa.scalar(None, field.type))
         column = field
-    return column.cast(pa.binary())
+    return column
+
+
+def _cell_sizes(cells: pa.Array) -> np.ndarray:
+    """Each cell's size in bytes, int64 (N,), 0 for nulls, without writing out a dictionary."""
+    if isinstance(cells, pa.DictionaryArray):
+        lengths = pc.binary_length(cells.dictionary).cast(pa.int64()).fill_null(0)
+        sizes = pc.take(lengths, cells.indices)
+    else:
+        sizes = pc.binary_length(cells).cast(pa.int64())
+    return sizes.fill_null(0).to_numpy(zero_copy_only=False)
+
+
+def _slices(sizes: np.ndarray) -> Iterator[tuple[int, int]]:
+    """Cut rows into runs [lo, hi) of at most `_BATCH_BYTES` (a larger cell is a run alone)."""
+    lo, total = 0, 0
+    for row, size in enumerate(sizes):
+        if total + size > _BATCH_BYTES and row > lo:
+            yield lo, row
+            lo, total = row, 0
+        total += int(size)
+    if lo < len(sizes):
+        yield lo, len(sizes)
+
+
+def _decoded(cells: pa.Array) -> pa.Array:
+    """Cells as a plain binary array."""
+    if isinstance(cells, pa.DictionaryArray):
+        cells = cells.dictionary_decode()
+    return cells.cast(pa.binary())
+
+
+def _row_group(
+    path: str,
+    image: str,
+    labels: str | None,
+    group: int,
+    start: int,
+    count: int,
+    metadata: pq.RowGroupMetaData,
+) -> Piece:
+    """The piece of one row group, its batches sized by what its metadata says its image
+    column holds; a group whose cells average over `MAX_CELL_BYTES` is refused unread."""
+    size = sum(
+        metadata.column(i).total_uncompressed_size
+        for i in range(metadata.num_columns)
+        if metadata.column(i).path_in_schema in (image, f"{image}.bytes")
+    )
+    if size > count * MAX_CELL_BYTES:
+        return Failed(
+            path,
+            f"{path}: row group {group} (rows {start}..{start + count - 1}) holds {size:,} "
+            f"bytes of images in {count:,} rows, over the limit of {MAX_CELL_BYTES:,} bytes per "
+            "image; not read",
+        )
+    batch = max(1, min(CHUNK_ROWS, _BATCH_BYTES * count // max(size, 1)))
+    return ParquetRows(path, image, labels, group, start, count, batch)
 
 
 def _plan_parquet(path: str, column: str | None) -> Iterator[Piece]:
@@ -497,9 +660,10 @@ def _plan_parquet(path: str, column: str | None) -> Iterator[Piece]:
         labels = LABEL_COLUMN
     start = 0
     for group in range(parquet.num_row_groups):
-        count = parquet.metadata.row_group(group).num_rows
+        metadata = parquet.metadata.row_group(group)
+        count = metadata.num_rows
         if count:
-            yield ParquetRows(path, image, labels, group, start, count)
+            yield _row_group(path, image, labels, group, start, count, metadata)
         start += count
     if start == 0:
         yield Failed(path, f"{path} holds no rows")

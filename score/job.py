@@ -124,7 +124,7 @@ def score(
         ArtifactError, DeviceError: as the SDK's models raise them.
     """
     inputs = _inputs(inputs)
-    target = check_output(out)
+    target = check_output(out, inputs=inputs)
     scorer = Scorer(model, artifacts=artifacts, device=device)
     total = sum(piece.rows for piece in plan(inputs, files=rows, column=column))
     summary = Summary(target)

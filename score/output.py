@@ -9,31 +9,45 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import OutputError
+from .inputs import PARQUET_SUFFIXES
 
 PARQUET_SUFFIX = ".parquet"
 
 
-def check_output(out: str | os.PathLike[str], *, directory: bool = False) -> Path:
+def check_output(
+    out: str | os.PathLike[str],
+    *,
+    directory: bool = False,
+    inputs: Sequence[str | os.PathLike[str]] = (),
+) -> Path:
     """Check, before any input is read, that `out` can be written.
 
     Args:
-        out: the Parquet file to write, or with `directory` the directory of Parquet files.
+        out: the Parquet file to write (named .parquet or .pq), or with `directory` the
+            directory of Parquet files.
         directory: the output is a directory (Ray's `write_parquet`). An existing directory is
             replaced only if it holds nothing but Parquet files, as an earlier job left it.
+        inputs: the job's inputs, none of which the output may replace.
 
     Returns:
         `out` as a Path.
 
     Raises:
-        OutputError: its folder is missing or cannot be written into, or something else is in
-            the way.
+        OutputError: its folder is missing or cannot be written into, a file's name does not
+            end in .parquet or .pq, it is one of the inputs (or with `directory` holds one), or
+            something else is in the way.
     """
     out = Path(out)
+    for item in inputs:
+        if _replaces(out, Path(item), directory):
+            raise OutputError(
+                f"{out} would replace the input {os.fspath(item)}; name another output"
+            )
     parent = out.parent
     if not parent.is_dir():
         what = "is not a folder" if parent.exists() else "does not exist"
@@ -54,12 +68,28 @@ def check_output(out: str | os.PathLike[str], *, directory: bool = False) -> Pat
             )
     elif out.exists() and not out.is_file():
         raise OutputError(f"{out} is neither a file nor a directory; name another output")
+    if not directory and out.suffix.lower() not in PARQUET_SUFFIXES:
+        raise OutputError(
+            f"score writes Parquet, not {out.suffix or 'a file without a suffix'}: name the "
+            f"output {out.with_suffix(PARQUET_SUFFIX).name} (or another .parquet or .pq file)"
+        )
     try:
         probe = _create_file(parent / f".{out.name}.tmp-{secrets.token_hex(4)}")
         probe.unlink()
     except OSError as exc:
         raise OutputError(f"cannot write into {parent}: {exc.strerror or exc}") from None
     return out
+
+
+def _replaces(out: Path, item: Path, directory: bool) -> bool:
+    """Whether writing `out` would replace the input `item`: the same file (through links or
+    another spelling), or with `directory` the output directory or a file inside it."""
+    try:
+        if out.exists() and item.exists() and os.path.samefile(out, item):
+            return True
+    except OSError:
+        return False
+    return directory and out.resolve() in item.resolve().parents
 
 
 def _create_file(path: Path) -> Path:
