@@ -177,11 +177,18 @@ def _serve_on_uvicorn(
     device: str | None,
 ) -> None:
     import uvicorn
-    from onnxdigits.serve.app import create_app
+    from onnxdigits.serve.app import LOOPBACK_HOSTS, create_app
     from onnxdigits.serve.models import LocalBackend, Models
 
     # The models load before the port opens, so an unusable set or device exits 1 at once.
-    app = create_app(LocalBackend(Models(artifacts, device)), token=token, limits=limits)
+    models = Models(artifacts, device)
+    if not models.served:
+        raise click.ClickException(f"{models.artifacts.root} holds no model to serve")
+    if models.absent:
+        click.echo(f"onnxdigits serve: the set lacks {', '.join(models.absent)}", err=True)
+    # Without a token, a loopback server answers only its loopback names (DNS rebinding).
+    hosts = LOOPBACK_HOSTS if token is None and is_loopback(host) else None
+    app = create_app(LocalBackend(models), token=token, limits=limits, hosts=hosts)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -10,10 +10,13 @@ with its message. (503 is the Ray host's answer when its replicas cannot.)
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
 import io
 import json
-from collections.abc import Awaitable, Callable, Mapping
+import re
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Protocol
@@ -21,19 +24,29 @@ from typing import Any, Protocol
 import numpy as np
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from onnxdigits import __version__, tile, to_batch, to_image
 from onnxdigits.errors import InputError, OnnxDigitsError
+from PIL import Image
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .models import check_model
+from .models import AbsentModelError, check_model
 
 MAX_BODY = 16 * 2**20
 MAX_IMAGES = 1024
+# The most pixels one image file may declare: a digit needs nothing near Pillow's 89 million,
+# and decoding costs memory by the pixel, not by the file's bytes (a 392 KB PNG can declare 89
+# million RGBA pixels). TODO(merge): the SDK's own budget, once onnxdigits.images has one.
+MAX_IMAGE_PIXELS = 4096 * 4096
+MAX_PIXELS = 2 * MAX_IMAGE_PIXELS  # the most pixels all of one request's image files may declare
+# Without a token on loopback, only these Host names are answered: a page on another site that
+# rebinds its own name to 127.0.0.1 sends its own name, and gets 400.
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 PNG = "image/png"
 # The page loads only its own files; decoded digits and grids are shown from blob: URLs.
 _PAGE_HEADERS = {
@@ -51,10 +64,14 @@ class Limits:
         max_body: the largest request body in bytes; a larger one gets 413 unread.
         max_images: the most images one request may send or ask for (files, JSON images, latent
             points, grid cells, samples); more get 413.
+        max_pixels: the most pixels the image files of one request may declare in their
+            headers, all together, checked before any is decoded; more get 413. (Each file may
+            declare at most `MAX_IMAGE_PIXELS`.)
     """
 
     max_body: int = MAX_BODY
     max_images: int = MAX_IMAGES
+    max_pixels: int = MAX_PIXELS
 
 
 class Backend(Protocol):
@@ -110,6 +127,43 @@ class BodyLimit:
         await self.app(scope, counted, send)
 
 
+class HostCheck:
+    """ASGI middleware: a request whose Host header names none of `hosts` gets 400.
+
+    Starlette's TrustedHostMiddleware answers in plain text and reads "[::1]:8000" as "["; this
+    one answers JSON and takes bracketed IPv6 literals.
+    """
+
+    def __init__(self, app: ASGIApp, hosts: Sequence[str]) -> None:
+        self.app = app
+        self.hosts = {host.lower() for host in hosts}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        given = Headers(scope=scope).get("host", "")
+        if _host_name(given) not in self.hosts:
+            shown = given[:100] or "none"
+            response = _error(
+                400,
+                f"the Host header ({shown!r}) is not a name of this service; without a token it "
+                f"answers only {', '.join(sorted(self.hosts))}, so that another site's page cannot "
+                "reach it by rebinding its name (serve with --token to accept any)",
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def _host_name(host: str) -> str:
+    """The name in a Host header, without its port: "[::1]:8000" -> "[::1]"."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[: host.find("]") + 1] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
 def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
@@ -118,24 +172,39 @@ def _token_check(token: str) -> Callable[[Request], Awaitable[None]]:
     expected = token.encode()
 
     async def check(request: Request) -> None:
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
-            raise HTTPException(
-                401,
-                "this service needs a token: send the header Authorization: Bearer <token>",
-                headers={"WWW-Authenticate": "Bearer"},
+        given = request.headers.get("authorization")
+        scheme, _, value = (given or "").partition(" ")
+        if given is None or not given.strip():
+            problem = "this service needs a token: send the header Authorization: Bearer <token>"
+        elif scheme.lower() != "bearer":
+            problem = (
+                f"the Authorization header uses the scheme {scheme[:20]!r}; send "
+                "Authorization: Bearer <token>"
             )
+        elif not hmac.compare_digest(value.strip().encode(), expected):
+            problem = "the token is wrong: send the token the service was started with"
+        else:
+            return
+        raise HTTPException(401, problem, headers={"WWW-Authenticate": "Bearer"})
 
     return check
 
 
-def create_app(backend: Backend, *, token: str | None = None, limits: Limits = Limits()) -> FastAPI:
+def create_app(
+    backend: Backend,
+    *,
+    token: str | None = None,
+    limits: Limits = Limits(),
+    hosts: Sequence[str] | None = None,
+) -> FastAPI:
     """Build the service over `backend`.
 
     Args:
         backend: runs the models (`models.LocalBackend`, or Ray Serve's deployments).
         token: when given, every /v1 request needs `Authorization: Bearer <token>` (else 401).
         limits: the largest body and the most images a request may send or ask for.
+        hosts: the Host names answered (with any port), others get 400; None for any. The CLI
+            gives `LOOPBACK_HOSTS` when it serves loopback without a token.
 
     Returns:
         The FastAPI app: the /v1 API, /healthz, /readyz, the web page at / and OpenAPI at /docs.
@@ -144,15 +213,19 @@ def create_app(backend: Backend, *, token: str | None = None, limits: Limits = L
         title="onnxdigits",
         version=__version__,
         summary="Keras MNIST models exported to ONNX: labels, embeddings, digits from latents.",
+        docs_url=None,  # served below from the package's files rather than a CDN
+        redoc_url=None,
     )
     app.add_middleware(BodyLimit, limit=limits.max_body)
+    if hosts is not None:
+        app.add_middleware(HostCheck, hosts=hosts)
     _add_error_handlers(app)
     needs = [Depends(_token_check(token))] if token else []
     v1 = APIRouter(prefix="/v1", dependencies=needs)
 
     async def images_of(request: Request) -> np.ndarray:
         """The request's images in the models' input form (see `read_images`)."""
-        return await read_images(request, limits.max_images)
+        return await read_images(request, limits.max_images, limits.max_pixels)
 
     def check_count(what: str, count: int) -> None:
         if count > limits.max_images:
@@ -226,7 +299,7 @@ def create_app(backend: Backend, *, token: str | None = None, limits: Limits = L
     )
     async def sample(
         model: str = "vae",
-        count: int = 64,
+        count: int = Query(64, ge=1),
         seed: int | None = Query(None, ge=0, le=2**63 - 1),
     ) -> Response:
         check_model(model)
@@ -273,22 +346,59 @@ def create_app(backend: Backend, *, token: str | None = None, limits: Limits = L
         return Response(page, media_type="text/html; charset=utf-8", headers=_PAGE_HEADERS)
 
     app.mount("/static", StaticFiles(packages=[(__package__, "static")]), name="static")
+    _add_docs(app)
     return app
 
 
-async def read_images(request: Request, max_images: int) -> np.ndarray:
+def _add_docs(app: FastAPI) -> None:
+    """/docs: Swagger UI from fastapi-offline's copy of its files, served here under
+    /docs-static, with a CSP that lets the page load nothing from elsewhere."""
+    assert app.openapi_url is not None
+    html = get_swagger_ui_html(
+        openapi_url=app.openapi_url,
+        title=f"{app.title} - Swagger UI",
+        swagger_js_url="/docs-static/swagger-ui-bundle.js",
+        swagger_css_url="/docs-static/swagger-ui.css",
+        swagger_favicon_url="/docs-static/favicon.png",
+    ).body
+    # The page starts Swagger UI from one inline script: allowed by its hash, and nothing else.
+    hashes = " ".join(
+        "'sha256-" + base64.b64encode(hashlib.sha256(script).digest()).decode() + "'"
+        for script in re.findall(rb"<script>(.*?)</script>", bytes(html), re.S)
+    )
+    headers = {
+        "Content-Security-Policy": f"default-src 'self'; script-src 'self' {hashes}; "
+        "style-src 'self' 'unsafe-inline'; img-src 'self' data:; object-src 'none'; "
+        "base-uri 'none'; frame-ancestors 'none'",
+        "X-Content-Type-Options": "nosniff",
+    }
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return HTMLResponse(bytes(html), headers=headers)
+
+    app.mount(
+        "/docs-static", StaticFiles(packages=[("fastapi_offline", "static")]), name="docs-static"
+    )
+
+
+async def read_images(
+    request: Request, max_images: int, max_pixels: int = MAX_PIXELS
+) -> np.ndarray:
     """Read the images a request sends and bring them to the models' input form.
 
     Args:
         request: multipart files in the field `images`; or one raw image body with a
             Content-Type of image/*; or JSON `{"images": [...]}` of nested lists of numbers.
         max_images: the most images it may hold.
+        max_pixels: the most pixels its image files may declare, all together.
 
     Returns:
         float32 (N, 28, 28, 1) in [0, 1], from `onnxdigits.to_batch`.
 
     Raises:
-        HTTPException: 400 unparsable, 413 too many images, 415 another content type.
+        HTTPException: 400 unparsable, 413 too many images or pixels (checked on the files'
+            headers before any is decoded), 415 another content type.
         InputError: what the SDK refuses (unreadable images, NaN, wrong shapes, ...).
     """
     kind = _media_type(request)
@@ -309,12 +419,59 @@ async def read_images(request: Request, max_images: int) -> np.ndarray:
             'multipart/form-data (files in the field "images"), image/png or image/jpeg, or '
             "application/json",
         )
+    if isinstance(sources, list):
+        await run_in_threadpool(check_pixels, sources, max_pixels)
     batch = await run_in_threadpool(to_batch, sources)
     if len(batch) > max_images:
         raise HTTPException(
             413, f"{len(batch)} images exceed the limit of {max_images} per request; split them"
         )
     return batch
+
+
+def check_pixels(files: Sequence[bytes], max_pixels: int) -> None:
+    """Refuse image files that declare too many pixels, from their headers alone.
+
+    Raises:
+        HTTPException: 413 when one file declares more than `MAX_IMAGE_PIXELS`, or all of them
+            together more than `max_pixels`. Files whose header cannot be read pass, for the
+            SDK to refuse by name.
+    """
+    total = 0
+    for index, data in enumerate(files):
+        where = f"images[{index}]" if len(files) > 1 else "the image"
+        width, height = _declared_size(data, where)
+        pixels = width * height
+        if pixels > MAX_IMAGE_PIXELS:
+            raise HTTPException(
+                413,
+                f"{where} declares {width}x{height} = {pixels:,} pixels, over the limit of "
+                f"{MAX_IMAGE_PIXELS:,} per image; send it smaller (a digit needs no more than "
+                "a few hundred pixels a side)",
+            )
+        total += pixels
+        if total > max_pixels:
+            raise HTTPException(
+                413,
+                f"the images declare more than {max_pixels:,} pixels in all (by images[{index}]); "
+                "send them smaller, or fewer per request",
+            )
+
+
+def _declared_size(data: bytes, where: str) -> tuple[int, int]:
+    """The width and height an image file's header declares, without decoding it; (0, 0) when
+    Pillow cannot read the header (the SDK then names the problem).
+
+    Raises:
+        HTTPException: 413 when Pillow refuses even to open it (over twice its pixel limit).
+    """
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return image.size
+    except Image.DecompressionBombError as exc:
+        raise HTTPException(413, f"{where} is too large to decode safely: {exc}") from None
+    except Exception:  # any unreadable header is the SDK's to name, when it decodes
+        return 0, 0
 
 
 def _media_type(request: Request) -> str:
@@ -381,6 +538,10 @@ def _add_error_handlers(app: FastAPI) -> None:
             for error in exc.errors()
         ]
         return _error(422, "; ".join(problems))
+
+    @app.exception_handler(AbsentModelError)
+    async def absent(request: Request, exc: AbsentModelError) -> JSONResponse:
+        return _error(404, str(exc))
 
     @app.exception_handler(InputError)
     async def refused(request: Request, exc: InputError) -> JSONResponse:

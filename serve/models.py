@@ -16,6 +16,12 @@ from onnxdigits.errors import InputError
 from onnxdigits.manifest import ArtifactsLike
 from onnxdigits.specs import LATENT_MODELS
 
+SUBMODEL_PARTS = ("encoder", "generator")
+
+
+class AbsentModelError(InputError):
+    """The artifacts set in use has no such model (a set made by `train --models`): 404."""
+
 
 def check_model(model: str) -> str:
     """Return `model` if it is a latent model; else raise InputError naming the choices."""
@@ -25,8 +31,11 @@ def check_model(model: str) -> str:
 
 
 class Models:
-    """The classifier and/or the encoders and generators of every latent model, loaded once.
+    """The classifier and/or the encoders and generators of every latent model the set has,
+    loaded once.
 
+    A set that lacks some models (`train --models` makes such sets) is served with those it
+    has; asking for another raises `AbsentModelError`, and `absent` lists them.
     Each object may be called from many threads at once (the SDK's promise).
 
     Args:
@@ -50,37 +59,80 @@ class Models:
     ) -> None:
         self.artifacts = Artifacts.of(artifacts)
         store = self.artifacts
-        self.classifier = Classifier(artifacts=store, device=device) if classifier else None
+        has = set(store.keys)
+        wanted = (["classifier"] if classifier else []) + [
+            f"{m}.{part}" for m in (LATENT_MODELS if latent else ()) for part in SUBMODEL_PARTS
+        ]
+        self.absent = [key for key in wanted if key not in has]
+        self.classifier = (
+            Classifier(artifacts=store, device=device)
+            if classifier and "classifier" in has
+            else None
+        )
         models = LATENT_MODELS if latent else ()
-        self.encoders = {m: Encoder(m, artifacts=store, device=device) for m in models}
-        self.generators = {m: Generator(m, artifacts=store, device=device) for m in models}
+        self.encoders = {
+            m: Encoder(m, artifacts=store, device=device) for m in models if f"{m}.encoder" in has
+        }
+        self.generators = {
+            m: Generator(m, artifacts=store, device=device)
+            for m in models
+            if f"{m}.generator" in has
+        }
         self._sample_latent: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
+    def _absent(self, key: str) -> AbsentModelError:
+        return AbsentModelError(
+            f"the artifacts set in use ({self.artifacts.root}) has no {key}; this service has "
+            f"{', '.join(self.served) or 'no model'} (GET /v1/models lists them)"
+        )
+
+    @property
+    def served(self) -> list[str]:
+        """The submodel keys loaded."""
+        keys = ["classifier"] if self.classifier is not None else []
+        keys += [f"{m}.encoder" for m in self.encoders]
+        return keys + [f"{m}.generator" for m in self.generators]
+
+    def _encoder(self, model: str) -> Encoder:
+        if check_model(model) not in self.encoders:
+            raise self._absent(f"{model}.encoder")
+        return self.encoders[model]
+
+    def _generator(self, model: str) -> Generator:
+        if check_model(model) not in self.generators:
+            raise self._absent(f"{model}.generator")
+        return self.generators[model]
+
     def classify(self, batch: np.ndarray) -> np.ndarray:
-        """Class probabilities of a batch (N, 28, 28, 1) in [0, 1]: float32 (N, 10)."""
+        """Class probabilities of a batch (N, 28, 28, 1) in [0, 1]: float32 (N, 10).
+
+        Raises:
+            AbsentModelError: the set has no classifier.
+        """
         if self.classifier is None:
-            raise RuntimeError("this Models was loaded without the classifier")
+            raise self._absent("classifier")
         return self.classifier.predict_proba(batch)
 
     def embed(self, model: str, batch: np.ndarray) -> np.ndarray:
         """The embedding of a batch (N, 28, 28, 1) by `model`'s encoder: float32 (N, 2)."""
-        return self.encoders[check_model(model)].embed(batch)
+        return self._encoder(model).embed(batch)
 
     def decode(self, model: str, z: np.ndarray) -> np.ndarray:
         """Decode latent points (N, 2) with `model`'s generator: float32 (N, 28, 28) in [0, 1].
 
         Raises:
             InputError: points of the wrong shape, NaN or Inf (the SDK's checks).
+            AbsentModelError: the set has no such generator.
         """
-        return self.generators[check_model(model)].decode(z)
+        return self._generator(model).decode(z)
 
     def grid(self, model: str, n: int, lo: float, hi: float) -> np.ndarray:
         """`model`'s latent manifold (`Generator.grid`): float32 (28 n, 28 n) in [0, 1]."""
-        return self.generators[check_model(model)].grid(n, lo, hi)
+        return self._generator(model).grid(n, lo, hi)
 
     def sample(self, model: str, count: int, seed: int | None) -> np.ndarray:
         """`count` digits from `model`'s prior (`Generator.sample`): float32 (count, 28, 28)."""
-        return self.generators[check_model(model)].sample(count, seed)
+        return self._generator(model).sample(count, seed)
 
     def sample_latent(self, model: str) -> tuple[np.ndarray, np.ndarray]:
         """The shipped sample's embeddings by `model` and its labels: float32 (N, 2), uint8 (N,).
@@ -90,7 +142,7 @@ class Models:
         model = check_model(model)
         if model not in self._sample_latent:
             images, labels = self.artifacts.sample()
-            self._sample_latent[model] = (self.encoders[model].embed(images), labels)
+            self._sample_latent[model] = (self._encoder(model).embed(images), labels)
         return self._sample_latent[model]
 
     def describe(self) -> dict[str, Any]:
@@ -99,7 +151,8 @@ class Models:
         Returns:
             The manifest's schema version, creation time and producer versions, and under
             "models", for each loaded submodel key: its file, sha256, size, tensors, export parity,
-            test metrics, the device its session runs on and the providers it got.
+            test metrics, the device its session runs on and the providers it got; and under
+            "absent", the submodels it would load that the set lacks.
         """
         manifest = self.artifacts.manifest
         loaded: list[Classifier | Encoder | Generator] = [*self.encoders.values()]
@@ -126,6 +179,7 @@ class Models:
             "created": manifest.created,
             "producer": manifest.producer,
             "models": described,
+            "absent": self.absent,
         }
 
 
