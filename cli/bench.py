@@ -29,7 +29,7 @@ from onnxdigits import (
     to_batch,
 )
 
-from .main import artifacts_option, data_option, device_option, figures_option
+from .main import artifacts_option, device_option, figures_option
 
 COUNT = 10_000
 
@@ -380,7 +380,13 @@ def format_table(report: dict[str, Any]) -> str:
     help="Trained .keras files to compare with (training extra). Defaults to "
     "ARTIFACTS/keras when it exists; without them the Keras column is empty.",
 )
-@data_option
+@click.option(
+    "--data",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help=f"An mnist.npz in Keras' layout: its first {COUNT:,} test images are timed. "
+    f"Defaults to the set's sample digits (1,000 in the shipped set), repeated to {COUNT:,}.",
+)
 @click.option(
     "--baseline",
     type=click.Path(file_okay=False, exists=True, path_type=Path),

@@ -28,8 +28,18 @@ PROBABILITY_PLACES = 6  # --json rounds every probability to this many places
 
 
 def write_digits(array: Any, out: str, invert: bool) -> None:
-    """Write a 2-D array of digits (floats in [0, 1] or uint8) as an image (see write_image)."""
+    """Write a 2-D array of digits (floats in [0, 1] or uint8) as an image (see write_image).
+
+    Raises:
+        click.UsageError: `out` is "-" and stdout is a terminal, where PNG bytes are garbage.
+    """
     from onnxdigits import to_image
+
+    if out == "-" and sys.stdout.isatty():
+        raise click.UsageError(
+            "stdout is a terminal: PNG bytes are not for reading there; redirect it "
+            "(--out - > grid.png, or | display) or name a file with --out"
+        )
 
     write_image(to_image(array, invert=invert), out)
 

@@ -203,7 +203,7 @@ def export_command(out: Path, keras_dir: Path | None, data: Path | None, metrics
         click.echo(f"{out / entry.file}\tmax abs diff: {diffs}")
 
 
-@click.command("evaluate", short_help="Measure a set's quality figures (training extra).")
+@click.command("evaluate", short_help="Measure a set's quality figures.")
 @artifacts_option
 @data_option
 @click.option(
@@ -229,9 +229,9 @@ def evaluate_command(
     as_json: bool,
     device: str | None,
 ) -> None:
-    """Compute the quality figures of a set from its ONNX files alone (training extra)."""
+    """Compute the quality figures of a set from its ONNX files alone, with numpy. Without
+    --data it reads Keras' cache of MNIST, which needs the training extra."""
     with training_extra():
-        import scipy  # noqa: F401  the 5-NN vote needs it
         from onnxdigits.export.data import load_mnist
         from onnxdigits.export.evaluate import evaluate
 

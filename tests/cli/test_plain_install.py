@@ -1,0 +1,106 @@
+"""The commands that need numpy alone run where Keras, TensorFlow and scipy cannot be imported,
+as on the plain install; and writing PNG bytes to a terminal is refused."""
+
+from __future__ import annotations
+
+import os
+import pty
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnxdigits
+import pytest
+
+# Run the CLI with the training stack made unimportable, as it is on the plain install.
+BLOCKED = ("keras", "tensorflow", "tf2onnx", "scipy", "jax", "torch")
+RUN_BLOCKED = f"""
+import sys
+from importlib.abc import MetaPathFinder
+
+class Blocked(MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {BLOCKED!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+        return None
+
+sys.meta_path.insert(0, Blocked())
+sys.argv = ["onnxdigits", *sys.argv[1:]]
+from onnxdigits.cli import main
+main()
+"""
+
+
+def run_blocked(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", RUN_BLOCKED, *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.fixture(scope="module")
+def small_mnist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An npz in Keras' layout from the shipped sample: 600 train and 200 test digits."""
+    images, labels = onnxdigits.Artifacts().sample()
+    images = np.resize(images, (800, 28, 28))
+    labels = np.resize(labels, 800)
+    path = tmp_path_factory.mktemp("data") / "mnist.npz"
+    np.savez(
+        path, x_train=images[:600], y_train=labels[:600], x_test=images[600:], y_test=labels[600:]
+    )
+    return path
+
+
+def test_the_blocker_blocks() -> None:
+    result = run_blocked("train", "--limit", "10", "--out", "/nonexistent")
+    assert result.returncode == 1 and "training extra" in result.stderr, result.stderr
+
+
+def test_bench_with_data_runs_without_keras(small_mnist: Path) -> None:
+    result = run_blocked("bench", "--data", str(small_mnist), "--repeats", "3", "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    assert "No module named" not in result.stderr
+    assert "classif" in result.stdout
+
+
+def test_evaluate_runs_without_keras(small_mnist: Path) -> None:
+    result = run_blocked(
+        "evaluate", "--data", str(small_mnist), "--samples", "1", "--json", "--device", "cpu"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "knn5_accuracy" in result.stdout and "test_neg_elbo" in result.stdout
+
+
+def test_grid_refuses_to_write_png_to_a_terminal(tmp_path: Path) -> None:
+    controller, terminal = pty.openpty()
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "onnxdigits.cli", "grid", "--out", "-", "--device", "cpu"],
+            stdout=terminal,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=300,
+        )
+        os.set_blocking(controller, False)
+        try:
+            written = os.read(controller, 65536)
+        except BlockingIOError:
+            written = b""
+    finally:
+        os.close(terminal)
+        os.close(controller)
+    assert result.returncode == 2, result.stderr
+    assert "terminal" in result.stderr
+    assert b"PNG" not in written
+    # Redirected to a file, the same command writes the PNG.
+    out = tmp_path / "grid.png"
+    with out.open("wb") as file:
+        done = subprocess.run(
+            [sys.executable, "-m", "onnxdigits.cli", "grid", "--out", "-", "--device", "cpu"],
+            stdout=file,
+            timeout=300,
+        )
+    assert done.returncode == 0 and out.read_bytes().startswith(b"\x89PNG")
