@@ -195,3 +195,17 @@ def test_sigterm_removes_the_staging_file(inputs: Inputs, tmp_path: Path) -> Non
         process.kill()
     assert status == 128 + signal.SIGTERM
     assert leftovers(tmp_path) == [] and not out.exists()
+
+
+def test_an_output_directory_holding_an_input_is_refused(inputs: Inputs, tmp_path: Path) -> None:
+    # With --ray the output is a directory, replaced whole: an input inside it would go too.
+    from onnxdigits.score.output import check_output
+
+    folder = tmp_path / "results"
+    folder.mkdir()
+    data = folder / "part.parquet"
+    data.write_bytes(inputs.parquet.read_bytes())
+    for given in (data, folder):
+        with pytest.raises(OutputError, match="would replace the input"):
+            check_output(folder, directory=True, inputs=[given])
+    assert check_output(tmp_path / "elsewhere", directory=True, inputs=[data])
