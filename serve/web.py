@@ -33,8 +33,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from onnxdigits import __version__
-from onnxdigits.errors import InputError, OnnxDigitsError
+from onnxdigits.errors import ArtifactError, InputError, OnnxDigitsError
 from onnxdigits.manifest import Artifacts, ArtifactsLike
 from onnxdigits.models import Encoder, grid_points
 from onnxdigits.specs import LATENT_MODELS
@@ -117,23 +118,65 @@ def _npm_pack(work: Path) -> Path:
     return dist
 
 
-def _site_json(store: Artifacts, models: dict[str, str]) -> dict[str, Any]:
+def _latent_classes(raw: Any, key: str) -> dict[str, Any] | None:
+    """The per-digit regions of `key`'s latent space, as the manifest gives them, after checking
+    what the page relies on: ten digits, each a mixture of 2-D Gaussians with non-negative
+    weights and symmetric positive semi-definite covariances. None when the manifest has none.
+
+    Raises:
+        ArtifactError: regions of another form.
+    """
+    if raw is None:
+        return None
+    try:
+        digits = sorted(raw["digits"], key=lambda region: region["digit"])
+        if [region["digit"] for region in digits] != list(range(10)):
+            raise ValueError("not one region for each digit 0..9")
+        for region in digits:
+            components = region["components"]
+            weights = np.array([c["weight"] for c in components], np.float64)
+            means = np.array([c["mean"] for c in components], np.float64)
+            covs = np.array([c["cov"] for c in components], np.float64)
+            if not len(components) or (weights < 0).any() or weights.sum() <= 0:
+                raise ValueError(f"digit {region['digit']}: weights {weights.tolist()}")
+            if means.shape != (len(components), 2) or covs.shape != (len(components), 2, 2):
+                raise ValueError(f"digit {region['digit']}: means or covariances not 2-D")
+            symmetric = np.allclose(covs, covs.transpose(0, 2, 1))
+            if not symmetric or (np.linalg.eigvalsh(covs) < -1e-9).any():
+                raise ValueError(f"digit {region['digit']}: a covariance is not symmetric PSD")
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ArtifactError(
+            f"the latent_classes of {key!r} in the manifest are malformed: {exc}"
+        ) from None
+    return {"method": raw.get("method"), "digits": digits}
+
+
+def _package_json(path: Path) -> dict[str, Any]:
+    """An npm package.json's contents; empty when there is none or it is no JSON object."""
+    try:
+        about = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return about if isinstance(about, dict) else {}
+
+
+def _site_json(store: Artifacts, models: dict[str, str], ort_version: str | None) -> dict[str, Any]:
     """What the page reads: files and tensors, labels, grid points, planes, class regions."""
     images, labels = store.sample()
     latent: dict[str, Any] = {}
     for model in LATENT_MODELS:
         encoder = Encoder(model, artifacts=store, device="cpu")
         z = encoder.embed(images)
-        generator = store.json["models"][f"{model}.generator"]
+        key = f"{model}.generator"
         latent[model] = {
-            # float32 written as the shortest decimal that reads back as the same float32
+            # float32 as a decimal of 9 digits, which reads back as the same float32
             "plane": {"z": [[float(f"{v:.9g}") for v in p] for p in z], "labels": labels.tolist()},
-            "latent_classes": generator.get("latent_classes"),
+            "latent_classes": _latent_classes(store.json["models"][key].get("latent_classes"), key),
         }
     entries = {key: store.entry(key) for key in models}
     return {
         "onnxdigits": __version__,
-        "onnxruntime_web": ORT_VERSION,
+        "onnxruntime_web": ort_version,  # None: from a folder that does not say
         "manifest_created": store.json.get("created"),
         "labels": [str(digit) for digit in range(10)],
         "models": {
@@ -216,9 +259,15 @@ def _fill(site: Path, store: Artifacts, ort_dist: Path) -> None:
     (site / "ort").mkdir()
     for name in ORT_FILES:
         shutil.copyfile(ort_dist / name, site / "ort" / name)
-    if (ort_dist.parent / "package.json").is_file():
-        shutil.copyfile(ort_dist.parent / "package.json", site / "ort" / "package.json")
-    data = _site_json(store, files)
+    version = None
+    for package in (ort_dist / "package.json", ort_dist.parent / "package.json"):
+        # in a site's ort/, or beside an npm package's dist/: it names the version and license
+        about = _package_json(package)
+        if about.get("name") == ORT_PACKAGE:
+            shutil.copyfile(package, site / "ort" / "package.json")
+            version = about.get("version")
+            break
+    data = _site_json(store, files, version)
     (site / SITE_JSON).write_text(json.dumps(data, separators=(",", ":")), encoding="utf-8")
     for path in site.rglob("*"):
         os.chmod(path, 0o755 if path.is_dir() else 0o644)

@@ -9,6 +9,7 @@ inputs; what it requests is recorded, and nothing may leave its origin.
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import http.server
 import json
@@ -23,7 +24,9 @@ import onnxdigits
 import pytest
 from click.testing import CliRunner
 from onnxdigits.cli import main
-from onnxdigits.serve.web import ORT_FILES, SITE_JSON
+from onnxdigits.serve.web import ORT_FILES, ORT_VERSION, SITE_JSON
+
+from tests.conftest import flip_byte
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
@@ -52,16 +55,24 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-@pytest.fixture(scope="module")
-def site_url(site: Path) -> Iterator[str]:
-    """The site served from loopback by a plain static file server."""
-    handler = functools.partial(_Quiet, directory=str(site))
+@contextlib.contextmanager
+def static_server(folder: Path) -> Iterator[str]:
+    """`folder` served from loopback by a plain static file server: its URL."""
+    handler = functools.partial(_Quiet, directory=str(folder))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="module")
+def site_url(site: Path) -> Iterator[str]:
+    with static_server(site) as url:
+        yield url
 
 
 class SitePage:
@@ -144,6 +155,7 @@ def test_the_site_holds_the_sets_files_and_onnxruntime_web(
         assert (site / model["file"]).read_bytes() == artifacts.model_bytes(key)
         assert model["sha256"] == artifacts.entry(key).sha256
     assert all((site / "ort" / name).is_file() for name in ORT_FILES)
+    assert described["onnxruntime_web"] == ORT_VERSION
     # The served page's stylesheet, as it is: one look, one file to change.
     style = onnxdigits.serve.__path__[0] + "/static/style.css"
     assert (site / "style.css").read_bytes() == Path(style).read_bytes()
@@ -204,3 +216,150 @@ def test_a_drawn_seven_reads_as_seven_as_the_sdk_reads_its_png(
         atol=1e-5,
     )
     web.assert_clean()
+
+
+# A region for every digit; the 7's is a mixture whose first component has no weight, so every
+# sample comes from the second, a narrow Gaussian around a known mean.
+SEVEN_MEAN = [0.5, -0.25]
+REGIONS = {
+    "method": "test",
+    "digits": [
+        {
+            "digit": d,
+            "components": [{"weight": 1.0, "mean": [0.1 * d, 0.0], "cov": [[0.01, 0], [0, 0.01]]}],
+        }
+        for d in range(10)
+    ],
+}
+REGIONS["digits"][7]["components"] = [
+    {"weight": 0.0, "mean": [5.0, 5.0], "cov": [[1.0, 0.0], [0.0, 1.0]]},
+    {"weight": 2.0, "mean": SEVEN_MEAN, "cov": [[1e-6, 0.0], [0.0, 4e-6]]},
+]
+
+
+def with_regions(root: Path, model: str, regions: Any) -> None:
+    """Give `model`'s generator entry in the set at `root` the digits' regions."""
+    manifest = root / "manifest.json"
+    raw = json.loads(manifest.read_text())
+    raw["models"][f"{model}.generator"]["latent_classes"] = regions
+    manifest.write_text(json.dumps(raw))
+
+
+def test_the_digit_buttons_are_hidden_without_regions_in_the_manifest(web: SitePage) -> None:
+    assert "latent_classes" not in json.dumps(onnxdigits.Artifacts().json["models"])
+    expect(web.page.locator("#digits")).to_be_hidden()
+    web.assert_clean()
+
+
+def test_digit_buttons_draw_samples_from_the_digits_region(
+    browser: Any, site: Path, artifacts_copy: Path, tmp_path: Path
+) -> None:
+    with_regions(artifacts_copy, "vae", REGIONS)
+    out = tmp_path / "site"
+    result = export_web(
+        "--out", str(out), "--artifacts", str(artifacts_copy), "--ort", str(site / "ort")
+    )
+    assert result.exit_code == 0, result.output
+    with static_server(out) as url:
+        web = SitePage(browser, url)
+        expect(web.page.locator("#digits")).to_be_visible()
+        web.page.click("#digit-buttons button[data-digit='7']")
+        samples = web.page.locator("#samples")
+        expect(samples).to_have_attribute("data-z", _ANY, timeout=30_000)
+        z = np.array(json.loads(samples.get_attribute("data-z")), np.float32)
+        assert z.shape == (8, 2) and len(np.unique(z, axis=0)) == 8
+        np.testing.assert_allclose(z, np.broadcast_to(SEVEN_MEAN, z.shape), atol=0.01)
+        # The strip shows those points decoded, as the SDK decodes them.
+        decoded = onnxdigits.Generator("vae", artifacts=artifacts_copy, device="cpu").decode(z)
+        strip = np.asarray(onnxdigits.to_image(onnxdigits.tile(decoded, 8)))
+        assert np.abs(web.pixels("#samples").astype(int) - strip).max() <= 1
+        # The ae's entry has no regions: its row is hidden.
+        web.page.select_option("#model", "ae")
+        expect(web.page.locator("#digits")).to_be_hidden()
+        web.assert_clean()
+        web.page.close()
+
+
+def test_samples_follow_the_mixture_weights_and_covariances(web: SitePage) -> None:
+    covs = [[[4.0, 1.2], [1.2, 1.0]], [[0.25, -0.1], [-0.1, 0.5]]]
+    means = [[-8.0, 0.0], [4.0, 1.0]]
+    regions = {
+        "digits": [
+            {
+                "digit": 3,
+                "components": [
+                    {"weight": 1.0, "mean": means[0], "cov": covs[0]},
+                    {"weight": 3.0, "mean": means[1], "cov": covs[1]},
+                ],
+            }
+        ]
+    }
+    z = np.array(web.call("([r]) => onnxdigits.sampleDigit(r, 3, 20000, 5)", regions))
+    again = np.array(web.call("([r]) => onnxdigits.sampleDigit(r, 3, 20000, 5)", regions))
+    np.testing.assert_array_equal(z, again)  # seeded
+    first = z[:, 0] < 0  # the components lie far apart along z[0]
+    assert abs(first.mean() - 0.25) < 0.015
+    for part, mean, cov in ((z[first], means[0], covs[0]), (z[~first], means[1], covs[1])):
+        np.testing.assert_allclose(part.mean(axis=0), mean, atol=0.06)
+        np.testing.assert_allclose(np.cov(part.T), cov, atol=0.1 * np.abs(cov).max())
+    web.assert_clean()
+
+
+def test_with_ort_from_a_folder_the_site_is_the_same(site: Path, tmp_path: Path) -> None:
+    out = tmp_path / "again"
+    result = export_web("--out", str(out), "--ort", str(site / "ort"))
+    assert result.exit_code == 0, result.output
+    assert out.name in result.stdout and "http.server" in result.stderr
+    names = sorted(str(p.relative_to(site)) for p in site.rglob("*"))
+    assert names == sorted(str(p.relative_to(out)) for p in out.rglob("*"))
+    assert all(
+        (site / n).read_bytes() == (out / n).read_bytes() for n in names if (site / n).is_file()
+    )
+    # Written again over itself: replaced whole, nothing left beside it.
+    (out / "stale.txt").write_text("old")
+    assert export_web("--out", str(out), "--ort", str(site / "ort")).exit_code == 0
+    assert not (out / "stale.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["again"]
+
+
+def test_a_tampered_onnx_file_fails_the_export(
+    site: Path, artifacts_copy: Path, tmp_path: Path
+) -> None:
+    flip_byte(artifacts_copy / "cvae.generator.onnx")
+    out = tmp_path / "site"
+    result = export_web(
+        "--out", str(out), "--artifacts", str(artifacts_copy), "--ort", str(site / "ort")
+    )
+    assert result.exit_code == 1
+    assert "cvae.generator.onnx fails its checksum" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["set"]  # no site, nothing half-written
+
+
+@pytest.mark.parametrize(
+    ("make", "args", "message"),
+    [
+        (None, ["--ort", "{tmp}/nowhere"], "--ort {tmp}/nowhere does not exist"),
+        ("ort", ["--ort", "{tmp}/ort"], "lacks onnxruntime-web's ort.wasm.min.js"),
+        (None, [], "npm is not on PATH"),
+        ("notes", [], "holds files and no site.json"),
+    ],
+    ids=["ort-missing", "ort-empty", "no-npm", "out-not-a-site"],
+)
+def test_what_export_web_refuses(
+    make: str | None,
+    args: list[str],
+    message: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no npm
+    if make:
+        (tmp_path / make).mkdir()
+        (tmp_path / make / "notes.txt").write_text("mine")
+    out = tmp_path / ("notes" if make == "notes" else "site")
+    result = export_web("--out", str(out), *(a.format(tmp=tmp_path) for a in args))
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith("Error: ") and message.format(tmp=tmp_path) in result.stderr
+    assert not (tmp_path / "site").exists()
+    if make == "notes":
+        assert (out / "notes.txt").read_text() == "mine"
