@@ -98,78 +98,264 @@ async function embed(model, images) { return (await run(`${model}.encoder`, ...a
 async function decode(model, z) { return (await run(`${model}.generator`, ...asLatents(z)))[0]; }
 
 // --- MNIST form --------------------------------------------------------------------------------
+// The SDK's `load_image` (sdk/images.py) for a clean canvas: a black page, so its background is 0
+// and its noise the SDK's floor of one grey level; each step below is the step of the same name
+// there, with Pillow's resampling and numpy's rounding, so that the page reads the pad as the SDK
+// reads its PNG.
 
-// The weights of an area-averaging resample of `inSize` pixels to `outSize`: for each output
-// pixel, [input pixel, weight] pairs summing to 1 (Pillow's BOX filter, as the SDK reduces).
-function boxWeights(inSize, outSize) {
-  const ratio = inSize / outSize;
-  const weights = [];
-  for (let i = 0; i < outSize; i++) {
-    const lo = i * ratio, hi = (i + 1) * ratio;
-    const row = [];
-    for (let j = Math.floor(lo); j < Math.min(Math.ceil(hi), inSize); j++) {
-      const w = Math.min(hi, j + 1) - Math.max(lo, j);
-      if (w > 0) row.push([j, w / ratio]);
-    }
-    weights.push(row);
-  }
-  return weights;
+const FLOOR = 3;         // three times the noise: fainter than this is background
+const FAINT = 0.05;      // fainter than this after resampling is resampling's ripple
+const STROKE = [0.08, 0.14];  // MNIST's strokes as a fraction of the box's side
+
+// Rounding half to even, as Python's round and numpy's do: a symmetric digit's centre of mass
+// falls on a half pixel, and Math.round would place it one pixel off the SDK's.
+function roundEven(x) {
+  const r = Math.round(x);
+  return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
 
-// The pad brought to MNIST form as the SDK's `load_image` does a clean drawing: light ink on
-// black, the ink's box fitted into 20x20 keeping its aspect, then centred by its mass in 28x28.
-// Returns 784 values 0..255 (Uint8Array), or null when the pad holds no ink.
-function mnistForm(canvas) {
-  const { width, height } = canvas;
-  const rgba = canvas.getContext("2d").getImageData(0, 0, width, height).data;
-  // The SDK's scale for a clean canvas: the background (0) plus three grey levels of noise floor
-  // is nothing, full ink (255) is 1; fainter than 5% of that is resampling's fringe.
-  const FLOOR = 3, FAINT = 0.05;
-  const soft = new Float32Array(width * height);
-  let top = height, bottom = -1, left = width, right = -1;
-  for (let y = 0; y < height; y++) {
-    for (let x = 0; x < width; x++) {
-      const v = Math.min(Math.max((rgba[4 * (y * width + x)] - FLOOR) / (255 - FLOOR), 0), 1);
-      soft[y * width + x] = v;
-      if (v > FAINT) {
-        top = Math.min(top, y); bottom = Math.max(bottom, y);
-        left = Math.min(left, x); right = Math.max(right, x);
+// A float32 image: {h, w, data}.
+const image = (h, w, data) => ({ h, w, data: data || new Float32Array(h * w) });
+
+function crop(img, [r0, r1, c0, c1]) {
+  const out = image(r1 - r0, c1 - c0);
+  for (let i = 0; i < out.h; i++) {
+    out.data.set(img.data.subarray((r0 + i) * img.w + c0, (r0 + i) * img.w + c1), i * out.w);
+  }
+  return out;
+}
+
+// The box [r0, r1, c0, c1) around the pixels where `test` holds; null when none does.
+function extent(img, test) {
+  let r0 = img.h, r1 = -1, c0 = img.w, c1 = -1;
+  for (let i = 0; i < img.h; i++) {
+    for (let j = 0; j < img.w; j++) {
+      if (test(img.data[i * img.w + j], i * img.w + j)) {
+        r0 = Math.min(r0, i); r1 = Math.max(r1, i); c0 = Math.min(c0, j); c1 = Math.max(c1, j);
       }
     }
   }
-  if (bottom < 0) return null;
-  const boxH = bottom - top + 1, boxW = right - left + 1;
-  const scale = BOX / Math.max(boxH, boxW);
-  const outH = Math.max(1, Math.round(boxH * scale)), outW = Math.max(1, Math.round(boxW * scale));
-  const rows = boxWeights(boxH, outH), cols = boxWeights(boxW, outW);
-  const digit = new Float32Array(outH * outW);
-  for (let i = 0; i < outH; i++) {
-    for (let j = 0; j < outW; j++) {
-      let sum = 0;
-      for (const [y, wy] of rows[i]) {
-        for (const [x, wx] of cols[j]) sum += wy * wx * soft[(top + y) * width + left + x];
+  return r1 < 0 ? null : [r0, r1 + 1, c0, c1 + 1];
+}
+
+// Pillow's resampling coefficients (libImaging/Resample.c, precompute_coeffs): for each output
+// pixel, the first input pixel and the normalised weights.
+const BOX_FILTER = { support: 0.5, f: (x) => (x > -0.5 && x <= 0.5 ? 1 : 0) };
+const BICUBIC_FILTER = {
+  support: 2,
+  f: (x) => {
+    const a = -0.5;
+    x = Math.abs(x);
+    if (x < 1) return ((a + 2) * x - (a + 3)) * x * x + 1;
+    if (x < 2) return (((x - 5) * x + 8) * x - 4) * a;
+    return 0;
+  },
+};
+
+function coefficients(inSize, outSize, filter) {
+  const scale = inSize / outSize;
+  const filterscale = Math.max(scale, 1);
+  const support = filter.support * filterscale;
+  const result = [];
+  for (let xx = 0; xx < outSize; xx++) {
+    const center = (xx + 0.5) * scale;
+    const xmin = Math.max(Math.trunc(center - support + 0.5), 0);
+    const xmax = Math.min(Math.trunc(center + support + 0.5), inSize);
+    const weights = [];
+    let total = 0;
+    for (let x = xmin; x < xmax; x++) {
+      const w = filter.f((x - center + 0.5) / filterscale);
+      weights.push(w);
+      total += w;
+    }
+    result.push([xmin, total ? weights.map((w) => w / total) : weights]);
+  }
+  return result;
+}
+
+// An image resampled so that its longer side is `side`, keeping its aspect, as the SDK's
+// `_resized` does on a float32 image: reducing with Pillow's BOX, enlarging with its BICUBIC;
+// across, then down, the pass between stored as float32.
+function resized(img, side) {
+  const scale = side / Math.max(img.h, img.w);
+  if (scale === 1) return img;
+  const w = Math.max(1, roundEven(img.w * scale)), h = Math.max(1, roundEven(img.h * scale));
+  const filter = scale < 1 ? BOX_FILTER : BICUBIC_FILTER;
+  let out = img;
+  if (w !== img.w) {
+    const across = image(img.h, w), cs = coefficients(img.w, w, filter);
+    for (let i = 0; i < img.h; i++) {
+      for (let j = 0; j < w; j++) {
+        const [x0, k] = cs[j];
+        let sum = 0;
+        for (let x = 0; x < k.length; x++) sum += img.data[i * img.w + x0 + x] * k[x];
+        across.data[i * w + j] = sum;
       }
-      digit[i * outW + j] = sum * 255;
+    }
+    out = across;
+  }
+  if (h !== img.h) {
+    const down = image(h, out.w), cs = coefficients(img.h, h, filter);
+    for (let i = 0; i < h; i++) {
+      const [y0, k] = cs[i];
+      for (let j = 0; j < out.w; j++) {
+        let sum = 0;
+        for (let y = 0; y < k.length; y++) sum += out.data[(y0 + y) * out.w + j] * k[y];
+        down.data[i * out.w + j] = sum;
+      }
+    }
+    out = down;
+  }
+  return out;
+}
+
+// How many pixels of the 3x3 square around each pixel, itself included, are set (none outside).
+function neighbours(mask, h, w) {
+  const count = new Uint8Array(h * w);
+  for (let i = 0; i < h; i++) {
+    for (let j = 0; j < w; j++) {
+      let n = 0;
+      for (let di = -1; di <= 1; di++) {
+        for (let dj = -1; dj <= 1; dj++) {
+          const y = i + di, x = j + dj;
+          if (y >= 0 && y < h && x >= 0 && x < w && mask[y * w + x]) n++;
+        }
+      }
+      count[i * w + j] = n;
     }
   }
+  return count;
+}
+
+// Each pixel the largest (sign 1) or smallest (sign -1) of itself and its 8 neighbours (or its
+// 4), the edge repeated.
+function grown(img, diagonal, sign = 1) {
+  const out = image(img.h, img.w);
+  for (let i = 0; i < img.h; i++) {
+    for (let j = 0; j < img.w; j++) {
+      let best = img.data[i * img.w + j] * sign;
+      for (let di = -1; di <= 1; di++) {
+        for (let dj = -1; dj <= 1; dj++) {
+          if (!diagonal && di && dj) continue;
+          const y = Math.min(Math.max(i + di, 0), img.h - 1);
+          const x = Math.min(Math.max(j + dj, 0), img.w - 1);
+          best = Math.max(best, img.data[y * img.w + x] * sign);
+        }
+      }
+      out.data[i * img.w + j] = best * sign;
+    }
+  }
+  return out;
+}
+
+// Otsu's threshold: the level that best splits the values into two classes.
+function otsu(values) {
+  let lo = Infinity, hi = -Infinity;
+  for (const v of values) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
+  if (hi - lo < 1e-6) return hi;
+  const counts = new Float64Array(256);
+  for (const v of values) counts[Math.min(Math.trunc((v - lo) * (256 / (hi - lo))), 255)]++;
+  let weight = 0, mass = 0, total = values.length, totalMass = 0, best = -1, level = hi;
+  const centre = (b) => lo + (b + 0.5) * (hi - lo) / 256;
+  for (let b = 0; b < 256; b++) totalMass += counts[b] * centre(b);
+  for (let b = 0; b < 256; b++) {
+    weight += counts[b];
+    mass += counts[b] * centre(b);
+    const below = mass / Math.max(weight, 1), above = (totalMass - mass) / Math.max(total - weight, 1);
+    const between = weight * (total - weight) * (below - above) ** 2;
+    if (between > best) { best = between; level = lo + (b + 1) * (hi - lo) / 256; }
+  }
+  return level;
+}
+
+// numpy's percentile (linear between the closest ranks).
+function percentile(values, q) {
+  const sorted = Float64Array.from(values).sort();
+  const at = (q / 100) * (sorted.length - 1);
+  const below = Math.floor(at);
+  const above = Math.min(below + 1, sorted.length - 1);
+  return sorted[below] + (sorted[above] - sorted[below]) * (at - below);
+}
+
+// Strokes much thinner or thicker than MNIST's, for the box they are in, brought to the edge of
+// MNIST's range a rim at a time (`_stroke_mended`).
+function strokeMended(fine, cut) {
+  const shape = fine.data.map((v) => (v > cut ? 1 : 0));
+  const [r0, r1, c0, c1] = extent(fine, (v) => v > cut);
+  const side = Math.max(r1 - r0, c1 - c0);
+  const [lo, hi] = STROKE.map((ratio) => ratio * side);
+  const around = neighbours(shape, fine.h, fine.w);
+  let area = 0, outline = 0;
+  shape.forEach((v, k) => { area += v; outline += v && around[k] < 9 ? 1 : 0; });
+  const width = (2 * area) / Math.max(outline, 1);
+  if (lo <= width && width <= hi) return fine;
+  const steps = roundEven(Math.abs(width - (width < lo ? lo : hi)) / 2);
+  if (width < lo) {
+    let out = image(fine.h + 2 * steps, fine.w + 2 * steps);
+    for (let i = 0; i < fine.h; i++) {
+      out.data.set(fine.data.subarray(i * fine.w, (i + 1) * fine.w), (i + steps) * out.w + steps);
+    }
+    for (let step = 0; step < steps; step++) out = grown(out, step % 2 === 0);
+    return out;
+  }
+  for (let step = 0; step < steps; step++) {
+    const thinner = grown(fine, step % 2 === 0, -1);
+    if (!thinner.data.some((v) => v > cut)) break;  // never rub the digit out
+    fine = thinner;
+  }
+  return fine;
+}
+
+// The digit (at most 20x20) placed in 28x28 with its centre of mass in the middle (`_centred`).
+function centred(digit) {
   let mass = 0, my = 0, mx = 0;
-  for (let i = 0; i < outH; i++) {
-    for (let j = 0; j < outW; j++) {
-      const v = digit[i * outW + j];
+  for (let i = 0; i < digit.h; i++) {
+    for (let j = 0; j < digit.w; j++) {
+      const v = digit.data[i * digit.w + j];
       mass += v; my += i * v; mx += j * v;
     }
   }
   mass = mass || 1;
   const clamp = (v, lo, hi) => Math.min(Math.max(v, lo), hi);
-  const row0 = clamp(Math.round(SIDE / 2 - my / mass), 0, SIDE - outH);
-  const col0 = clamp(Math.round(SIDE / 2 - mx / mass), 0, SIDE - outW);
+  const top = clamp(roundEven(SIDE / 2 - my / mass), 0, SIDE - digit.h);
+  const left = clamp(roundEven(SIDE / 2 - mx / mass), 0, SIDE - digit.w);
   const out = new Uint8Array(SIDE * SIDE);
-  for (let i = 0; i < outH; i++) {
-    for (let j = 0; j < outW; j++) {
-      out[(row0 + i) * SIDE + col0 + j] = clamp(Math.round(digit[i * outW + j]), 0, 255);
+  for (let i = 0; i < digit.h; i++) {
+    for (let j = 0; j < digit.w; j++) {
+      out[(top + i) * SIDE + left + j] = clamp(roundEven(digit.data[i * digit.w + j]), 0, 255);
     }
   }
   return out;
+}
+
+// The pad in MNIST form: 784 values 0..255 (Uint8Array), light ink on black; null when the pad
+// holds no ink.
+function mnistForm(canvas) {
+  const { width: w, height: h } = canvas;
+  const rgba = canvas.getContext("2d").getImageData(0, 0, w, h).data;
+  const ink = image(h, w);
+  for (let k = 0; k < w * h; k++) ink.data[k] = rgba[4 * k];  // grey: the pad draws in white
+  const threshold = Math.max(otsu(ink.data), 6);
+  let mask = ink.data.map((v) => (v > threshold ? 1 : 0));
+  const around = neighbours(mask, h, w);
+  mask = mask.map((v, k) => (v && around[k] >= 2 ? 1 : 0));  // a lone pixel is noise
+  if (!mask.some((v) => v)) return null;
+  const near = grown(image(h, w, Float32Array.from(mask)), true);
+  const inked = (k) => near.data[k] > 0 && ink.data[k] > FLOOR;
+  const level = Math.max(percentile(ink.data.filter((v, k) => mask[k]), 75), threshold + 1);
+  const soft = image(h, w);
+  for (let k = 0; k < w * h; k++) {
+    soft.data[k] = inked(k) ? Math.min(Math.max((ink.data[k] - FLOOR) / (level - FLOOR), 0), 1) : 0;
+  }
+  const cut = (threshold - FLOOR) / (level - FLOOR);
+  const box = crop(soft, extent(soft, (v, k) => inked(k)));
+  const side = Math.min(Math.max(Math.max(box.h, box.w), 4 * BOX), 16 * BOX);
+  let fine = resized(box, side);
+  fine = image(fine.h, fine.w, fine.data.map((v) => Math.min(Math.max(v, 0), 1)));
+  fine = strokeMended(fine, cut);
+  const digit = crop(fine, extent(fine, (v) => v > FAINT));
+  digit.data = digit.data.map((v) => v * 255);
+  return centred(resized(digit, BOX));
 }
 
 // Digits (N x 784 in [0, 1]) as a greyscale PNG blob laid out in `columns` columns.
