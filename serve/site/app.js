@@ -746,7 +746,9 @@ $("model").addEventListener("change", () => {
 
 // For scripts and tests: the models as functions of plain arrays.
 window.onnxdigits = {
-  ready: siteReady.then((site) => Promise.all(Object.keys(site.models).map(session))),
+  // The sessions the page opens with; the other models' load when first chosen or called.
+  ready: siteReady.then(() => Promise.all(
+    ["classifier", `${state.model}.encoder`, `${state.model}.generator`].map(session))),
   classify: async (images) => Array.from(await classify(images)),
   embed: async (model, images) => Array.from(await embed(model, images)),
   decode: async (model, z) => Array.from(await decode(model, z)),
