@@ -107,11 +107,16 @@ def _npm_pack(work: Path) -> Path:
             f"`npm pack {spec}` failed (exit {done.returncode}): {' '.join(problem)}; check npm's "
             "registry can be reached, or pass --ort DIR"
         )
-    wanted = {f"package/dist/{name}" for name in (*ORT_FILES,)} | {"package/package.json"}
-    with tarfile.open(tarballs[0]) as archive:
-        members = [m for m in archive.getmembers() if m.name in wanted and m.isfile()]
-        archive.extractall(work, members=members, filter="data")
+    # Only the named regular files are read out, each to a path of our own making.
+    wanted = {f"package/dist/{name}": f"package/dist/{name}" for name in ORT_FILES}
+    wanted["package/package.json"] = "package/package.json"
     dist = work / "package" / "dist"
+    dist.mkdir(parents=True)
+    with tarfile.open(tarballs[0]) as archive:
+        for member in archive.getmembers():
+            source = archive.extractfile(member) if member.name in wanted else None
+            if source is not None:
+                (work / wanted[member.name]).write_bytes(source.read())
     missing = [name for name in ORT_FILES if not (dist / name).is_file()]
     if missing:
         raise OrtError(f"{spec} from npm lacks {', '.join(missing)}; pass --ort DIR")

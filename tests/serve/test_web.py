@@ -16,7 +16,7 @@ import json
 import math
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +133,19 @@ class SitePage:
         url = self.page.locator("#pad").evaluate("c => c.toDataURL('image/png')")
         return base64.b64decode(url.split(",", 1)[1])
 
+    def poll(self, value: Callable[[], Any], timeout_s: float = 30) -> Any:
+        """The first truthy answer of `value`, asked every 100 ms; None after `timeout_s`."""
+        for _ in range(int(timeout_s * 10)):
+            answer = value()
+            if answer:
+                return answer
+            self.page.wait_for_timeout(100)
+        return None
+
+    def shows(self, selector: str, expected: np.ndarray) -> bool:
+        """Whether an <img> shows `expected` (uint8), within a grey level."""
+        return bool(np.abs(self.pixels(selector).astype(int) - expected).max() <= 1)
+
     def assert_clean(self) -> None:
         assert not self.problems, self.problems
         own = (self.url, f"blob:{self.url}", "data:")
@@ -179,7 +192,7 @@ def test_probabilities_and_embeddings_equal_the_sdks(
     web.assert_clean()
 
 
-def test_decoded_images_and_the_grid_equal_the_sdks(web: SitePage) -> None:
+def test_decoded_images_equal_the_sdks(web: SitePage) -> None:
     z = np.random.default_rng(22).normal(scale=1.5, size=(20, 2)).astype(np.float32)
     for model in onnxdigits.specs.LATENT_MODELS:
         generator = onnxdigits.Generator(model, device="cpu")
@@ -187,11 +200,38 @@ def test_decoded_images_and_the_grid_equal_the_sdks(web: SitePage) -> None:
         np.testing.assert_allclose(
             np.array(decoded).reshape(20, 28, 28), generator.decode(z), rtol=0, atol=1e-5
         )
-    # The grid shown is the vae's, as `onnxdigits grid` draws it (a PNG's rounding apart).
-    grid = np.asarray(onnxdigits.to_image(onnxdigits.Generator("vae", device="cpu").grid(15)))
-    shown = web.pixels("#grid")
-    assert np.abs(shown.astype(int) - grid).max() <= 1
     web.assert_clean()
+
+
+def test_the_plane_and_the_grid_follow_the_model_and_clicks_decode(
+    web: SitePage, sample: tuple[np.ndarray, np.ndarray]
+) -> None:
+    for model in ("vae", "cvae"):
+        if model != "vae":
+            web.page.select_option("#model", model)
+        generator = onnxdigits.Generator(model, device="cpu")
+        grid = np.asarray(onnxdigits.to_image(generator.grid(15)))
+        assert web.poll(functools.partial(web.shows, "#grid", grid), timeout_s=LOAD_MS / 1000)
+        # The plane spans the SDK's embeddings of the shipped sample, with a 6% margin.
+        z = onnxdigits.Encoder(model, device="cpu").embed(sample[0])
+        bounds = json.loads(web.page.locator("#plane").get_attribute("data-bounds"))
+        span = z[:, 0].max() - z[:, 0].min()
+        assert bounds["x0"] == pytest.approx(z[:, 0].min() - 0.06 * span, abs=1e-5)
+        # A click decodes the point under it (within the canvas's border of one pixel).
+        web.page.locator("#plane").click(position={"x": 150, "y": 250})
+        under = bounds["x0"] + 150 / 400 * (bounds["x1"] - bounds["x0"])
+        point = web.poll(functools.partial(picked, web, under, (bounds["x1"] - bounds["x0"]) / 200))
+        assert point, web.page.locator("#decoded").get_attribute("data-z")
+        expected = np.asarray(onnxdigits.to_image(generator.decode(np.array([point]))[0]))
+        assert web.poll(functools.partial(web.shows, "#decoded", expected))
+    web.assert_clean()
+
+
+def picked(web: SitePage, x: float, atol: float) -> list[float] | None:
+    """The point decoded last, if its z[0] is `x` within `atol`."""
+    raw = web.page.locator("#decoded").get_attribute("data-z")
+    point = json.loads(raw) if raw else None
+    return point if point and abs(point[0] - x) <= atol else None
 
 
 # A 1 (one stroke down, a little slanted) and a 0 (an ellipse), beside the 7.
