@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 from onnxdigits import __version__
 from onnxdigits.errors import ArtifactError, InputError, OnnxDigitsError
-from onnxdigits.manifest import Artifacts, ArtifactsLike
+from onnxdigits.manifest import Artifacts, ArtifactsLike, sha256_of
 from onnxdigits.models import Encoder, grid_points
 from onnxdigits.specs import LATENT_MODELS
 
@@ -46,6 +46,17 @@ ORT_PACKAGE = "onnxruntime-web"
 # The WebAssembly-only build: its script, its loader module and its binary (SIMD, threads when
 # the page is cross-origin isolated). package.json goes along: it names the version and license.
 ORT_FILES = ("ort.wasm.min.js", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
+# Their digests in that release: files from npm or from --ort are checked against them as they
+# are copied, as the set's ONNX files are against the manifest.
+ORT_SHA256 = {
+    "ort.wasm.min.js": "b8a78c408c40da65fdc8ba0846f7b2948e92a4c6d6b23cc8e4165e428ad95443",
+    "ort-wasm-simd-threaded.mjs": (
+        "30ed0b5cd1182ede931fea448afb567d4dc705ec957af09f108a2be5f770dac3"
+    ),
+    "ort-wasm-simd-threaded.wasm": (
+        "4b884c203b0fa48d057be3332c65513ff85aa3c5bddd6946acc0fab7ecda001d"
+    ),
+}
 SITE_JSON = "site.json"
 PAGE_FILES = ("index.html", "app.js", "web.css")  # from serve/site/
 STYLE = "style.css"  # from serve/static/, shared with the served page
@@ -107,16 +118,15 @@ def _npm_pack(work: Path) -> Path:
             f"`npm pack {spec}` failed (exit {done.returncode}): {' '.join(problem)}; check npm's "
             "registry can be reached, or pass --ort DIR"
         )
-    # Only the named regular files are read out, each to a path of our own making.
-    wanted = {f"package/dist/{name}": f"package/dist/{name}" for name in ORT_FILES}
-    wanted["package/package.json"] = "package/package.json"
+    # Only these regular files are read out of the tarball, each to its own path.
+    wanted = {f"package/dist/{name}" for name in ORT_FILES} | {"package/package.json"}
     dist = work / "package" / "dist"
     dist.mkdir(parents=True)
     with tarfile.open(tarballs[0]) as archive:
         for member in archive.getmembers():
             source = archive.extractfile(member) if member.name in wanted else None
             if source is not None:
-                (work / wanted[member.name]).write_bytes(source.read())
+                (work / member.name).write_bytes(source.read())
     missing = [name for name in ORT_FILES if not (dist / name).is_file()]
     if missing:
         raise OrtError(f"{spec} from npm lacks {', '.join(missing)}; pass --ort DIR")
@@ -165,7 +175,7 @@ def _package_json(path: Path) -> dict[str, Any]:
     return about if isinstance(about, dict) else {}
 
 
-def _site_json(store: Artifacts, models: dict[str, str], ort_version: str | None) -> dict[str, Any]:
+def _site_json(store: Artifacts, models: dict[str, str]) -> dict[str, Any]:
     """What the page reads: files and tensors, labels, grid points, planes, class regions."""
     images, labels = store.sample()
     latent: dict[str, Any] = {}
@@ -181,7 +191,7 @@ def _site_json(store: Artifacts, models: dict[str, str], ort_version: str | None
     entries = {key: store.entry(key) for key in models}
     return {
         "onnxdigits": __version__,
-        "onnxruntime_web": ort_version,  # None: from a folder that does not say
+        "onnxruntime_web": ORT_VERSION,
         "manifest_created": store.json.get("created"),
         "labels": [str(digit) for digit in range(10)],
         "models": {
@@ -263,17 +273,22 @@ def _fill(site: Path, store: Artifacts, ort_dist: Path) -> None:
     (site / STYLE).write_bytes((page / "static" / STYLE).read_bytes())
     (site / "ort").mkdir()
     for name in ORT_FILES:
-        shutil.copyfile(ort_dist / name, site / "ort" / name)
-    version = None
+        data = (ort_dist / name).read_bytes()
+        digest = sha256_of(data)
+        if digest != ORT_SHA256[name]:
+            raise OrtError(
+                f"{ort_dist / name} is not {ORT_PACKAGE} {ORT_VERSION}'s (sha256 {digest[:12]}…, "
+                f"expected {ORT_SHA256[name][:12]}…): the page is written for that release; "
+                f"give its files (`npm pack {ORT_PACKAGE}@{ORT_VERSION}`), or leave --ort out"
+            )
+        (site / "ort" / name).write_bytes(data)
     for package in (ort_dist / "package.json", ort_dist.parent / "package.json"):
         # in a site's ort/, or beside an npm package's dist/: it names the version and license
-        about = _package_json(package)
-        if about.get("name") == ORT_PACKAGE:
+        if _package_json(package).get("name") == ORT_PACKAGE:
             shutil.copyfile(package, site / "ort" / "package.json")
-            version = about.get("version")
             break
-    data = _site_json(store, files, version)
-    (site / SITE_JSON).write_text(json.dumps(data, separators=(",", ":")), encoding="utf-8")
+    described = json.dumps(_site_json(store, files), separators=(",", ":"))
+    (site / SITE_JSON).write_text(described, encoding="utf-8")
     for path in site.rglob("*"):
         os.chmod(path, 0o755 if path.is_dir() else 0o644)
     os.chmod(site, 0o755)

@@ -401,8 +401,9 @@ def test_a_tampered_onnx_file_fails_the_export(
         ("ort", ["--ort", "{tmp}/ort"], "lacks onnxruntime-web's ort.wasm.min.js"),
         (None, [], "npm is not on PATH"),
         ("notes", [], "holds files and no site.json"),
+        ("other-ort", ["--ort", "{tmp}/other-ort"], "is not onnxruntime-web 1.31.1's"),
     ],
-    ids=["ort-missing", "ort-empty", "no-npm", "out-not-a-site"],
+    ids=["ort-missing", "ort-empty", "no-npm", "out-not-a-site", "ort-of-another-release"],
 )
 def test_what_export_web_refuses(
     make: str | None,
@@ -415,6 +416,9 @@ def test_what_export_web_refuses(
     if make:
         (tmp_path / make).mkdir()
         (tmp_path / make / "notes.txt").write_text("mine")
+    if make == "other-ort":  # the files' names, another release's bytes
+        for name in ORT_FILES:
+            (tmp_path / make / name).write_text("// another release")
     out = tmp_path / ("notes" if make == "notes" else "site")
     result = export_web("--out", str(out), *(a.format(tmp=tmp_path) for a in args))
     assert result.exit_code == 1, result.output
