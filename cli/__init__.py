@@ -2,7 +2,8 @@
 
 `main` (in `main.py`) is the group with its error boundary and shared options; the commands live
 by audience: the digit commands in `digits.py`, the training commands in `training.py`, the
-SDK's benchmark in `bench.py`, scoring and Triton in `score.py`, the service in `serve.py`.
+SDK's benchmark in `bench.py`, scoring and Triton in `score.py`, the service in `serve.py`, the
+static site for browsers in `web.py`.
 """
 
 from .bench import bench_command
@@ -27,6 +28,7 @@ from .training import (
     rewrite_command,
     train_command,
 )
+from .web import export_web_command
 
 for _command in (
     grid_command,
@@ -46,6 +48,7 @@ for _command in (
     score_command,
     bench_score_command,
     export_triton_command,
+    export_web_command,
     serve_command,
     bench_serve_command,
 ):
