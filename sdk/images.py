@@ -383,8 +383,9 @@ def _pixels(image: Image.Image) -> int:
 
 def _ico_frames(image: Image.Image) -> list[tuple[int, int]]:
     """The sizes of an ICO file's frames as their own headers give them."""
-    file = image.fp
-    assert file is not None
+    file = getattr(image, "fp", None)  # the file that ImageFile reads from
+    if file is None:
+        return []
     file.seek(0)
     directory = file.read(6)
     count = int.from_bytes(directory[4:6], "little")
