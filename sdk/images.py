@@ -192,13 +192,14 @@ def image_pixels(source: ImageSource) -> int:
 
     Raises:
         InputError: a missing file, or one that is empty, not a regular file or not a readable
-            image of the formats in `FORMATS`, with the image named.
+            image of the formats in `FORMATS`; or an ICO file with a frame beyond `MAX_PIXELS`
+            (Pillow decodes an ICO file as it opens it); always with the image named.
     """
     name = _name(source)
     if isinstance(source, Image.Image):
         return source.size[0] * source.size[1]
     with _header(source, name) as image:
-        return _pixels(image)
+        return image.size[0] * image.size[1]
 
 
 def _name(source: ImageSource) -> str:
@@ -311,7 +312,7 @@ _ADDRESS = re.compile(r"\s*<[^<>]*\bat 0x[0-9a-fA-F]+>")  # an object's repr: di
 def _open(source: str | os.PathLike | bytes | BinaryIO, name: str) -> Image.Image:
     """The image file, decoded within the pixel budget; InputError naming what is wrong."""
     with _header(source, name) as image:
-        _check_budget(image.size, name, _pixels(image))
+        _check_budget(image.size, name)
         image.load()
         image.getexif()  # parsed now: a TIFF's is read from the file, which is closed after
     return image
@@ -335,8 +336,13 @@ def _header(source: str | os.PathLike | bytes | BinaryIO, name: str) -> Iterator
         else:  # Pillow reads such a stream whole too
             file = io.BytesIO(source.read())
         file.seek(0)  # where Pillow starts reading, whatever the position
-        if not file.read(1):
+        magic = file.read(4)
+        if not magic:
             raise InputError(f"{name} is not a readable image: the file is empty")
+        if magic == b"\x00\x00\x01\x00":  # an ICO file, which Pillow decodes as it opens it
+            for size in _ico_sizes(file):
+                _check_budget(size, name)
+        file.seek(0)
         image = Image.open(file, formats=FORMATS)
         if image.format == "JPEG" or image.format == "MPO":
             width, height = image.size
@@ -372,29 +378,17 @@ def _errors(name: str) -> Iterator[None]:
         raise InputError(f"{name} is not a readable image: {_reason(exc)}") from None
 
 
-def _pixels(image: Image.Image) -> int:
-    """The pixels that loading an opened image will decode (an ICO's frame may be a PNG or
-    BMP larger than the icon's directory says, which Pillow only finds out while decoding)."""
-    width, height = image.size
-    if image.format == "ICO":
-        width, height = max([image.size, *_ico_frames(image)], key=lambda size: size[0] * size[1])
-    return width * height
-
-
-def _ico_frames(image: Image.Image) -> list[tuple[int, int]]:
-    """The sizes of an ICO file's frames as their own headers give them."""
-    file = getattr(image, "fp", None)  # the file that ImageFile reads from
-    if file is None:
-        return []
-    file.seek(0)
-    directory = file.read(6)
-    count = int.from_bytes(directory[4:6], "little")
+def _ico_sizes(file: BinaryIO) -> list[tuple[int, int]]:
+    """The sizes of an ICO file's frames as their own headers give them (a frame is a PNG or a
+    BMP, which may be larger than the icon's directory says)."""
+    file.seek(4)
+    count = int.from_bytes(file.read(2), "little")
     entries = file.read(16 * count)
     sizes = []
     for index in range(len(entries) // 16):
         offset = int.from_bytes(entries[16 * index + 12 : 16 * index + 16], "little")
         file.seek(offset)
-        head = file.read(26)
+        head = file.read(24)
         if head[:8] == b"\x89PNG\r\n\x1a\n":  # IHDR's width and height, big-endian
             sizes.append((int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")))
         elif int.from_bytes(head[:4], "little") == 12:  # BITMAPCOREHEADER: 16-bit sides
@@ -405,9 +399,9 @@ def _ico_frames(image: Image.Image) -> list[tuple[int, int]]:
     return sizes
 
 
-def _check_budget(size: tuple[int, int], name: str, pixels: int | None = None) -> None:
+def _check_budget(size: tuple[int, int], name: str) -> None:
     """Refuse an image that decodes to more than `MAX_PIXELS` pixels."""
-    pixels = size[0] * size[1] if pixels is None else pixels
+    pixels = size[0] * size[1]
     if pixels > MAX_PIXELS:
         raise InputError(
             f"{name} is too large to decode safely: {size[0]}x{size[1]} pixels "
