@@ -410,7 +410,9 @@ def test_a_model_whose_graph_breaks_the_contract_raises_artifact_error(artifacts
     # vae encoder, whose tensors are not the classifier's.
     manifest = json.loads((artifacts_copy / MANIFEST).read_text())
     wrong = manifest["models"]["vae.encoder"]
-    manifest["models"]["classifier"].update(file=wrong["file"], sha256=wrong["sha256"])
+    manifest["models"]["classifier"].update(
+        file=wrong["file"], sha256=wrong["sha256"], bytes=wrong["bytes"]
+    )
     (artifacts_copy / MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(ArtifactError, match="export the set again"):
         Classifier(artifacts=artifacts_copy, device="cpu")
