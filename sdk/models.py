@@ -45,7 +45,12 @@ class _Submodel:
             batch_size = check_count("batch_size", batch_size)
         self.artifacts = Artifacts.of(artifacts)
         self.entry = self.artifacts.entry(key)
-        self.session = create_session(self.artifacts.model_bytes(key), device, fast=fast)
+        self.session = create_session(
+            self.artifacts.model_bytes(key),
+            device,
+            fast=fast,
+            name=str(self.artifacts.root / self.entry.file),
+        )
         spec = self.entry.spec
         problem = spec.mismatch(
             [value.name for value in self.session.get_inputs()],

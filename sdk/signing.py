@@ -40,15 +40,8 @@ def sign_set(
             unsupported kind, or the set cannot be hashed (a symlink, or a file that is not a
             regular file, in it).
     """
-    signing, _, hashing = _model_signing()
+    config = _signer(private_key, password)
     root = Path(root)
-    try:
-        config = signing.Config().use_elliptic_key_signer(
-            private_key=private_key, password=password
-        )
-    except Exception as exc:  # cryptography's and model-signing's own kinds
-        raise ArtifactError(f"cannot sign with the key {private_key}: {_reason(exc)}") from None
-    config.set_hashing_config(hashing.Config().set_ignored_paths(paths=list(UNSIGNED)))
     handle, partial = tempfile.mkstemp(prefix=f".{root.name}.", suffix=".sig", dir=root.parent)
     os.close(handle)
     try:
@@ -60,6 +53,27 @@ def sign_set(
     finally:
         Path(partial).unlink(missing_ok=True)
     return root / SIGNATURE
+
+
+def check_private_key(private_key: str | os.PathLike[str], password: str | None = None) -> None:
+    """Check that a key can sign before anything long starts (an export, say).
+
+    Raises:
+        ArtifactError: as `sign_set` for the key.
+    """
+    _signer(private_key, password)
+
+
+def _signer(private_key: str | os.PathLike[str], password: str | None) -> Any:
+    """model-signing's signing configuration for this key, hashing the set as `UNSIGNED` says."""
+    signing, _, hashing = _model_signing()
+    try:
+        config = signing.Config().use_elliptic_key_signer(
+            private_key=private_key, password=password
+        )
+    except Exception as exc:  # cryptography's and model-signing's own kinds
+        raise ArtifactError(f"cannot sign with the key {private_key}: {_reason(exc)}") from None
+    return config.set_hashing_config(hashing.Config().set_ignored_paths(paths=list(UNSIGNED)))
 
 
 def verify_set(root: str | os.PathLike[str], public_key: str | os.PathLike[str]) -> None:
