@@ -9,6 +9,7 @@ after signing fails the check.
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import tempfile
@@ -112,17 +113,25 @@ def verify_set(root: str | os.PathLike[str], public_key: str | os.PathLike[str])
 
 
 def _changes(message: str) -> str:
-    """What model-signing's "Signature mismatch" says changed, in words; "" for other failures."""
-    if not message.startswith("Signature mismatch"):
+    """What model-signing's "Signature mismatch: [...]" says changed, in words; "" for any
+    other failure. Its list is the repr of a list of strings, read back as one."""
+    prefix = "Signature mismatch: "
+    if not message.startswith(prefix):
         return ""
+    try:
+        lines = ast.literal_eval(message[len(prefix) :])
+    except (ValueError, SyntaxError):
+        return message
     found = []
-    changed = re.findall(r"Hash mismatch for '([^']+)'", message)
-    if changed:
-        found.append(f"{', '.join(changed)} changed")
-    for pattern, what in (("Extra files found", "added"), ("Missing files", "removed")):
-        match = re.search(pattern + r" in model '[^']*': ([^\"\]]+)", message)
-        if match:
-            found.append(f"{match[1].strip()} {what}")
+    for line in lines if isinstance(lines, list) else []:
+        changed = re.match(r"Hash mismatch for '(.*)': Expected", str(line))
+        listed = re.match(r"(Extra|Missing) files (?:found )?in model '.*': (.*)$", str(line))
+        if changed:
+            found.append(f"{changed[1]} changed")
+        elif listed:
+            found.append(f"{listed[2]} {'added' if listed[1] == 'Extra' else 'removed'}")
+        else:
+            found.append(str(line))
     return "; ".join(found) or message
 
 
