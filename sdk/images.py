@@ -185,15 +185,17 @@ def image_pixels(source: ImageSource) -> int:
     than its width times its height; it is what `load_image` will hold.
 
     Args:
-        source: as for `load_image`. A file object is left where it was.
+        source: as for `load_image`. A file object is left where it was (one that cannot
+            seek is read whole, as Pillow would).
 
     Returns:
         The decoded width times height.
 
     Raises:
         InputError: a missing file, or one that is empty, not a regular file or not a readable
-            image of the formats in `FORMATS`; or an ICO file with a frame beyond `MAX_PIXELS`
-            (Pillow decodes an ICO file as it opens it); always with the image named.
+            image of the formats in `FORMATS`; or one too large to open at all (an ICO file
+            with a frame beyond `MAX_PIXELS`, which Pillow decodes as it opens it, or any image
+            beyond Pillow's own refusal, 179 megapixels); always with the image named.
     """
     name = _name(source)
     if isinstance(source, Image.Image):

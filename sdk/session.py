@@ -112,7 +112,11 @@ def create_session(
             )
     try:
         return ort.InferenceSession(model, options, providers=[CPU])
-    except Exception as exc:  # onnxruntime's own untyped errors: these bytes are no model it runs
+    except Exception as exc:
+        # onnxruntime's own errors (Fail, InvalidGraph, ...) share no base class but its module:
+        # the bytes are no model it can run. Anything else is no verdict on the model.
+        if not type(exc).__module__.startswith("onnxruntime."):
+            raise
         text = " ".join(str(exc).split())
         raise ArtifactError(
             f"onnxruntime cannot load {name}: {text[:400]}; export the set again or restore it"
