@@ -323,12 +323,23 @@ def info_command(artifacts: Path | None, device: str | None) -> None:
 @click.command("verify", short_help="Check a set's checksums and parity with Keras.")
 @artifacts_option
 @device_option
-def verify_command(artifacts: Path | None, device: str | None) -> None:
-    """Check every file's checksum, then parity with the stored Keras outputs; exit 1 on failure."""
+@click.option(
+    "--public-key",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Also check the set's signature (model.sig, from `export --sign-key`) with this "
+    "elliptic-curve public key, a PEM file (sign extra). By default no signature is checked.",
+)
+def verify_command(artifacts: Path | None, device: str | None, public_key: Path | None) -> None:
+    """Check the signature when a public key is given, every file's checksum, then parity with
+    the stored Keras outputs; exit 1 on failure."""
     from onnxdigits import Artifacts
+    from onnxdigits.signing import SIGNATURE
     from onnxdigits.verify import check_parity
 
-    store = Artifacts(artifacts)
+    store = Artifacts(artifacts, public_key=public_key)
+    if public_key is not None:
+        click.echo(f"ok   signature {store.root / SIGNATURE} holds with {public_key}")
     checksums = store.verify()
     problems = {path: problem for path, problem in checksums.items() if problem}
     for path, problem in problems.items():

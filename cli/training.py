@@ -176,8 +176,21 @@ def train_command(
     show_default=True,
     help="Measure the test figures into the manifest.",
 )
-def export_command(out: Path, keras_dir: Path | None, data: Path | None, metrics: bool) -> None:
+@click.option(
+    "--sign-key",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Sign the set with this elliptic-curve private key, a PEM file (sign extra), into "
+    "OUT/model.sig. By default the set is not signed.",
+)
+def export_command(
+    out: Path, keras_dir: Path | None, data: Path | None, metrics: bool, sign_key: Path | None
+) -> None:
     """Export trained models to ONNX, validated against Keras, with manifest (training extra)."""
+    if sign_key is not None:
+        from onnxdigits.signing import check_private_key
+
+        check_private_key(sign_key)  # before the export's minutes, not after
     with training_extra():
         import logging
 
@@ -201,6 +214,10 @@ def export_command(out: Path, keras_dir: Path | None, data: Path | None, metrics
         parity = entry.parity.max_abs_diff if entry.parity else {}
         diffs = ", ".join(f"{k} {v:.1e}" for k, v in parity.items())
         click.echo(f"{out / entry.file}\tmax abs diff: {diffs}")
+    if sign_key is not None:
+        from onnxdigits.signing import sign_set
+
+        click.echo(f"{sign_set(out, sign_key)}\tsigned with {sign_key}")
 
 
 @click.command("evaluate", short_help="Measure a set's quality figures.")

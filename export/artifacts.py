@@ -18,6 +18,7 @@ import numpy as np
 from onnxdigits import Artifacts, __version__, grid_points, to_batch
 from onnxdigits.errors import ArtifactError
 from onnxdigits.manifest import Entry, ExportParity, FileEntry, Manifest, sha256_of
+from onnxdigits.signing import SIGNATURE
 from onnxdigits.specs import MANIFEST, SAMPLE, SUBMODELS, SubmodelSpec
 
 from .convert import OPSET, to_onnx
@@ -31,8 +32,9 @@ log = logging.getLogger(__name__)
 SAMPLE_SIZE = 1000
 REFERENCE_SIZE = 32
 BATCHES = (1, 256)  # validation runs each file at these batch sizes
-# What an export writes; everything else in the target directory is carried over.
-OWNED = (MANIFEST, SAMPLE, "references", *(spec.file for spec in SUBMODELS.values()))
+# What an export writes; everything else in the target directory is carried over. A signature
+# is not: it would be stale (`export --sign-key` signs the new set).
+OWNED = (MANIFEST, SAMPLE, "references", SIGNATURE, *(spec.file for spec in SUBMODELS.values()))
 
 
 def load_submodels(directory: str | os.PathLike[str]) -> dict[str, keras.Model]:
@@ -257,7 +259,9 @@ def rewrite_set(
             for key, raw in store.json["models"].items()
         }
         _write_json(staging / MANIFEST, manifest)
-        _carry_over(root, staging, owned={MANIFEST, *(e.file for _, e in rewritten.values())})
+        _carry_over(
+            root, staging, owned={MANIFEST, SIGNATURE, *(e.file for _, e in rewritten.values())}
+        )
         problems = [problem for problem in Artifacts(staging).verify().values() if problem]
         if problems:  # a file changed under us while it was being carried over
             raise ArtifactError(f"the rewritten set fails its checks: {problems[0]}")

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import os
-from collections.abc import Sequence
+import re
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from .errors import InputError, check_count
+from .files import open_regular
 from .specs import IMAGE_SHAPE
 
 SIDE = IMAGE_SHAPE[0]
@@ -155,21 +158,55 @@ def load_image(source: ImageSource) -> np.ndarray:
     box is fitted into 20x20, keeping its aspect, then centred by its mass in 28x28, as MNIST's
     digits were.
 
+    Files of the formats in `FORMATS` are read, up to `MAX_PIXELS` pixels as decoded (a JPEG
+    decodes at a reduced scale where it is larger than the normaliser needs, so a larger one
+    can pass); an image larger than the normaliser's working size is reduced as it is read.
+
     Args:
-        source: a path, the file's bytes, a binary file object open on it, or a PIL image.
+        source: a path (of a regular file), the file's bytes, a binary file object open on it,
+            or a PIL image.
 
     Returns:
         uint8 array (28, 28), a light digit on black.
 
     Raises:
-        InputError: a missing file, one that is not a readable image or is too large, or an
-            image that holds no ink (blank or uniform), with the image named.
+        InputError: a missing file, one that is empty, not a regular file, not a readable
+            image of those formats, or larger than `MAX_PIXELS`; or an image in which nothing
+            stands out as strokes; always with the image named.
     """
     return _load(source, _name(source))
 
 
+def image_pixels(source: ImageSource) -> int:
+    """How many pixels reading an image will decode, from its header alone: nothing is decoded.
+
+    For a budget over several images (a request's, say) before any of them is read. A JPEG
+    larger than the normaliser needs is decoded at a reduced scale, so its count can be less
+    than its width times its height; it is what `load_image` will hold.
+
+    Args:
+        source: as for `load_image`. A file object is left where it was (one that cannot
+            seek is read whole, as Pillow would).
+
+    Returns:
+        The decoded width times height.
+
+    Raises:
+        InputError: a missing file, or one that is empty, not a regular file or not a readable
+            image of the formats in `FORMATS`; or one too large to open at all (an ICO file
+            with a frame beyond `MAX_PIXELS`, which Pillow decodes as it opens it, or any image
+            beyond Pillow's own refusal, 179 megapixels); always with the image named.
+    """
+    name = _name(source)
+    if isinstance(source, Image.Image):
+        return source.size[0] * source.size[1]
+    with _header(source, name) as image:
+        return image.size[0] * image.size[1]
+
+
 def _name(source: ImageSource) -> str:
-    """What to call the image in a message: its path, or what it is."""
+    """What to call the image in a message: its path, or what it is (never an object's repr,
+    which holds a heap address, so that the same bad input always gets the same words)."""
     if isinstance(source, bytes):
         return "image bytes"
     if isinstance(source, Image.Image):
@@ -182,18 +219,27 @@ def _name(source: ImageSource) -> str:
 
 def _load(source: ImageSource, name: str) -> np.ndarray:
     """`load_image`, with the name that messages give the image."""
-    image = source if isinstance(source, Image.Image) else _open(source, name)
+    if isinstance(source, Image.Image):
+        _check_budget(source.size, name)
+        image = source
+    else:
+        image = _open(source, name)
     try:
-        grey = _grey(image)
-    except (OSError, SyntaxError, ValueError) as exc:  # a lazily opened PIL image decodes here
-        raise InputError(f"{name} is not a readable image: {exc}") from None
+        grey = _grey(_reduced(image))
+    except Exception as exc:  # a lazily opened PIL image decodes here; Exception, so ^C passes
+        raise InputError(f"{name} is not a readable image: {_reason(exc)}") from None
     if grey.size == 0:
         raise InputError(f"{name} is empty: {image.size[0]}x{image.size[1]} pixels")
-    digit = _digit(grey)
+    try:
+        digit = _digit(grey)
+    except InputError:
+        raise
+    except Exception as exc:  # whatever the maths meets in a hostile file is the file's fault
+        raise InputError(f"{name} could not be read as a digit: {_reason(exc)}") from None
     if digit is None:
         raise InputError(
-            f"{name} holds no digit: it is blank or uniform, nothing in it stands out from its "
-            "background; give an image of one digit"
+            f"{name} holds no digit: nothing in it stands out from its background as strokes "
+            "(it is blank, uniform or noise only); give an image of one digit"
         )
     return digit
 
@@ -211,37 +257,187 @@ def _grey(image: Image.Image) -> np.ndarray:
         ink = float((grey * alpha).sum() / weight) if weight else 0.0
         behind = 0.0 if ink > 127.5 else 255.0
         return grey * alpha + behind * (1 - alpha)
-    if image.mode.startswith("I"):  # 16-bit grey: Pillow's conversion to "L" would clip it
-        return np.clip(np.asarray(image, dtype=np.float32) / 257, 0, 255)
-    if image.mode == "F":
-        grey = np.nan_to_num(np.asarray(image, dtype=np.float32))
-        return grey * 255 if grey.max() <= 1 else grey
+    if image.mode.startswith("I") or image.mode == "F":  # Pillow's "L" would clip or wrap them
+        return _levels(np.asarray(image, dtype=np.float32), image.mode)
     return np.asarray(image.convert("L"), dtype=np.float32)
 
 
+def _levels(values: np.ndarray, mode: str) -> np.ndarray:
+    """Grey levels 0..255 from a 16- or 32-bit integer image ("I", "I;16"...) or a floating one
+    ("F"): 16-bit data is scaled from 0..65535, floating data from 0..1 or taken as 0..255 when
+    it lies there; any other range is stretched onto 0..255, which keeps the contrast that the
+    normaliser looks at.
+
+    Raises:
+        InputError: NaN or infinite pixels (without the image's name; the caller adds it).
+    """
+    finite = np.isfinite(values)
+    if not finite.all():
+        count = int(values.size - np.count_nonzero(finite))
+        raise InputError(f"{count} of its pixels are NaN or infinite; pixels must be numbers")
+    lo, hi = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    if mode == "F" and lo >= 0 and hi <= 1:
+        return values * 255
+    if mode != "F" and lo >= 0 and hi <= 65535:
+        return values / 257
+    if lo >= 0 and hi <= 255:
+        return values
+    span = hi - lo
+    if span == 0:
+        return np.zeros_like(values)
+    # In float64: the span of float32 extremes overflows float32.
+    return ((values.astype(np.float64) - lo) * (255 / span)).astype(np.float32)
+
+
+# Formats read: those that photos, scans and drawings come in. Pillow opens some forty more,
+# EPS through Ghostscript among them; every other format is refused unread.
+FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "PPM", "ICO")
+# The most pixels an image may decode to: 10 megapixels, a 4K screenshot (8.3) or a page scanned
+# at 300 dpi (8.7) with room to spare; a larger JPEG, as photos come, decodes at a reduced scale
+# and passes. The normaliser works at 1,024 pixels on the longer side, so nothing more is needed,
+# and reading that many costs at most about 160 MB (a WebP; a PNG about 90). Pillow's own limit,
+# 89 megapixels, let a PNG of 392 KB take 2.8 GB.
+MAX_PIXELS = 10_000_000
+# A transposition for each EXIF orientation, as `ImageOps.exif_transpose` does it.
+_UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+_ADDRESS = re.compile(r"\s*<[^<>]*\bat 0x[0-9a-fA-F]+>")  # an object's repr: differs per run
+
+
 def _open(source: str | os.PathLike | bytes | BinaryIO, name: str) -> Image.Image:
-    """The image file, decoded; InputError naming what is wrong with it."""
+    """The image file, decoded within the pixel budget; InputError naming what is wrong."""
+    with _header(source, name) as image:
+        _check_budget(image.size, name)
+        image.load()
+        image.getexif()  # parsed now: a TIFF's is read from the file, which is closed after
+    return image
+
+
+@contextlib.contextmanager
+def _header(source: str | os.PathLike | bytes | BinaryIO, name: str) -> Iterator[Image.Image]:
+    """The image file opened on its header, nothing decoded yet, and a JPEG set to decode at the
+    smallest scale that still gives the normaliser its working size; a file opened here is
+    closed after, and a caller's file object is left where it was."""
     if isinstance(source, io.TextIOBase):
         raise InputError(f"{name} is open in text mode; open the image file with 'rb'")
+    with contextlib.ExitStack() as stack, _errors(name):
+        if isinstance(source, bytes):
+            file: BinaryIO = io.BytesIO(source)
+        elif isinstance(source, (str, os.PathLike)):
+            file = stack.enter_context(open_regular(source))
+        elif getattr(source, "seekable", lambda: False)():
+            file = source
+            stack.callback(file.seek, file.tell())
+        else:  # Pillow reads such a stream whole too
+            file = io.BytesIO(source.read())
+        file.seek(0)  # where Pillow starts reading, whatever the position
+        magic = file.read(4)
+        if not magic:
+            raise InputError(f"{name} is not a readable image: the file is empty")
+        if magic == b"\x00\x00\x01\x00":  # an ICO file, which Pillow decodes as it opens it
+            for size in _ico_sizes(file):
+                _check_budget(size, name)
+        file.seek(0)
+        image = Image.open(file, formats=FORMATS)
+        if image.format == "JPEG" or image.format == "MPO":
+            width, height = image.size
+            scale = _WORK / max(width, height)
+            if scale < 1:
+                image.draft(None, (math.ceil(width * scale), math.ceil(height * scale)))
+        yield image
+
+
+@contextlib.contextmanager
+def _errors(name: str) -> Iterator[None]:
+    """Turn whatever opening or decoding an image file raises into InputError naming it."""
     try:
-        image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
-        # Pillow refuses twice its pixel limit and only warns above it; both are refused here,
-        # by size, because a warnings filter would be process-wide and not thread-safe.
-        limit = Image.MAX_IMAGE_PIXELS
-        if limit is not None and image.size[0] * image.size[1] > limit:
-            raise Image.DecompressionBombError(
-                f"{image.size[0]}x{image.size[1]} pixels exceed Pillow's limit of {limit}"
-            )
-        image.load()
+        yield
+    except InputError:
+        raise
     except FileNotFoundError:
         raise InputError(f"no such image file: {name}") from None
-    except Image.DecompressionBombError as exc:
-        raise InputError(f"{name} is too large to decode safely: {exc}") from None
     except IsADirectoryError:
         raise InputError(f"{name} is a directory, not an image file") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise InputError(f"{name} is not a readable image: {exc}") from None
-    return image
+    except Image.DecompressionBombError as exc:
+        raise InputError(f"{name} is too large to decode safely: {_reason(exc)}") from None
+    except UnidentifiedImageError:
+        raise InputError(
+            f"{name} is not a readable image: not a file of the formats read here "
+            f"({', '.join(FORMATS)}), or a damaged one"
+        ) from None
+    except MemoryError:
+        raise InputError(
+            f"{name} is not a readable image: it needs more memory than there is"
+        ) from None
+    except Exception as exc:  # Pillow's plugins raise many kinds on a hostile file; ^C passes
+        raise InputError(f"{name} is not a readable image: {_reason(exc)}") from None
+
+
+def _ico_sizes(file: BinaryIO) -> list[tuple[int, int]]:
+    """The sizes of an ICO file's frames as their own headers give them (a frame is a PNG or a
+    BMP, which may be larger than the icon's directory says)."""
+    file.seek(4)
+    count = int.from_bytes(file.read(2), "little")
+    entries = file.read(16 * count)
+    sizes = []
+    for index in range(len(entries) // 16):
+        offset = int.from_bytes(entries[16 * index + 12 : 16 * index + 16], "little")
+        file.seek(offset)
+        head = file.read(24)
+        if head[:8] == b"\x89PNG\r\n\x1a\n":  # IHDR's width and height, big-endian
+            sizes.append((int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")))
+        elif int.from_bytes(head[:4], "little") == 12:  # BITMAPCOREHEADER: 16-bit sides
+            sizes.append((int.from_bytes(head[4:6], "little"), int.from_bytes(head[6:8], "little")))
+        elif len(head) >= 12:  # BITMAPINFOHEADER and later: signed 32-bit sides
+            width = abs(int.from_bytes(head[4:8], "little", signed=True))
+            sizes.append((width, abs(int.from_bytes(head[8:12], "little", signed=True))))
+    return sizes
+
+
+def _check_budget(size: tuple[int, int], name: str) -> None:
+    """Refuse an image that decodes to more than `MAX_PIXELS` pixels."""
+    pixels = size[0] * size[1]
+    if pixels > MAX_PIXELS:
+        raise InputError(
+            f"{name} is too large to decode safely: {size[0]}x{size[1]} pixels "
+            f"({pixels / 1e6:.1f} megapixels as decoded); images of at most "
+            f"{MAX_PIXELS / 1e6:.1f} megapixels are read (a digit needs far fewer: scale it down)"
+        )
+
+
+def _reduced(image: Image.Image) -> Image.Image:
+    """An image larger than the normaliser's working size brought down to it as `_resized`
+    would (area averaging, with transparency premultiplied), and turned upright; smaller
+    images as they are. Reducing the decoded image first, rather than its grey levels, keeps a
+    large image's cost at a few bytes per pixel."""
+    width, height = image.size
+    if max(width, height) <= _WORK:
+        return image
+    orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
+    if image.mode == "PA" or "transparency" in image.info:
+        image = image.convert("RGBA")  # a palette or a colour key cannot be averaged
+    elif image.mode in ("1", "P"):
+        image = image.convert("L")  # Pillow resizes these by nearest neighbour only
+    scale = _WORK / max(width, height)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    reduced = image.resize(size, Image.Resampling.BOX)
+    reduced.info = {}  # upright below, so no orientation must be applied again
+    method = _UPRIGHT.get(orientation) if isinstance(orientation, int) else None
+    return reduced if method is None else reduced.transpose(method)
+
+
+def _reason(exc: BaseException) -> str:
+    """An exception's message without heap addresses, or its type when it has none."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return _ADDRESS.sub("", str(exc)).strip() or type(exc).__name__
 
 
 def _digit(grey: np.ndarray) -> np.ndarray | None:

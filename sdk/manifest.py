@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import importlib.util
 import io
 import json
+import math
 import os
+import re
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,9 +20,20 @@ from typing import Any
 import numpy as np
 
 from .errors import ArtifactError
+from .files import read_regular
+from .modelfile import check_model
 from .specs import MANIFEST, SCHEMA_VERSION, SUBMODELS, SubmodelSpec
 
 ENV_VAR = "ONNXDIGITS_ARTIFACTS"
+# The sha256 of the shipped set's manifest.json. The manifest holds the sha256 of every file of
+# the set, so this pins the whole set: a shipped set changed in place is refused, unless the
+# caller names a set. Recompute it whenever artifacts/ changes: sha256sum artifacts/manifest.json
+SHIPPED_MANIFEST_SHA256 = "967012c5ef4bedf01ac11c566da9e6ed9ee3e5c050ce30efde57d1831fe5cd76"
+MAX_MANIFEST_BYTES = 4 << 20  # a set's manifest is some 20 KB
+MAX_FILE_BYTES = 2 << 30  # protobuf's own limit on an ONNX file; references and sample are small
+MAX_ARRAYS_BYTES = 256 << 20  # a reference or sample npz, unpacked; the shipped ones hold 1 MB
+MAX_DEPTH = 32  # objects and lists inside each other in a manifest; it needs 4
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def shipped_root() -> Path:
@@ -57,17 +71,20 @@ class FileEntry:
 
     @classmethod
     def from_json(cls, raw: object, what: str, where: str = MANIFEST) -> FileEntry:
-        """Read a file entry.
+        """Read a file entry: {"file": path in the set, "sha256": 64 hex digits, "bytes": size}.
 
         Raises:
-            ArtifactError: no entry, no file name, or no sha256.
+            ArtifactError: no entry, no file name, no sha256, or a field of the wrong type.
         """
         if not isinstance(raw, dict) or not isinstance(raw.get("file"), str):
             raise ArtifactError(f"{where} lists no {what}")
         if not isinstance(raw.get("sha256"), str):
             raise ArtifactError(f"{where} gives no sha256 for the {what}")
-        size = raw.get("bytes")
-        return cls(raw["file"], raw["sha256"], size if isinstance(size, int) else None)
+        return cls(
+            _path(raw["file"], f"the {what}'s file", where),
+            _digest(raw["sha256"], f"the {what}'s sha256", where),
+            None if raw.get("bytes") is None else _size(raw["bytes"], f"the {what}'s bytes", where),
+        )
 
 
 @dataclass(frozen=True)
@@ -86,11 +103,19 @@ class ExportParity:
         }
 
     @classmethod
-    def from_json(cls, raw: dict[str, Any]) -> ExportParity:
+    def from_json(cls, raw: object, what: str = "parity", where: str = MANIFEST) -> ExportParity:
+        """Read a parity record.
+
+        Raises:
+            ArtifactError: a field missing or of the wrong type.
+        """
+        raw = _object(raw, what, where)
+        batches = _list(raw.get("batches"), f"{what}.batches", where)
+        diffs = _object(raw.get("max_abs_diff"), f"{what}.max_abs_diff", where)
         return cls(
-            float(raw["atol"]),
-            tuple(int(b) for b in raw["batches"]),
-            {str(k): float(v) for k, v in raw["max_abs_diff"].items()},
+            _number(raw.get("atol"), f"{what}.atol", where),
+            tuple(_size(b, f"{what}.batches[{i}]", where) for i, b in enumerate(batches)),
+            {k: _number(v, f"{what}.max_abs_diff.{k}", where) for k, v in diffs.items()},
         )
 
 
@@ -144,24 +169,36 @@ class Entry:
             )
         if not isinstance(raw, dict):
             raise ArtifactError(f"{where} has no model {key!r}")
-        try:
-            names = ([t["name"] for t in raw["inputs"]], [t["name"] for t in raw["outputs"]])
-            reference = raw.get("reference")
-            parity = raw.get("parity")
-            entry = cls(
-                spec=spec,
-                file=str(raw["file"]),
-                sha256=str(raw["sha256"]),
-                bytes=int(raw["bytes"]),
-                reference=FileEntry.from_json(reference, f"reference of {key!r}", where)
-                if reference
-                else None,
-                parity=ExportParity.from_json(parity) if parity else None,
-                metrics=dict(raw.get("metrics") or {}),
-                rewrites=tuple(str(r) for r in raw.get("rewrites") or ()),
-            )
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise ArtifactError(f"the manifest entry of {key!r} is malformed: {exc!r}") from None
+        what = f'models["{key}"]'
+        names = tuple(
+            [
+                _string(_object(tensor, f"{what}.{side}[{i}]", where).get("name"), "name", where)
+                for i, tensor in enumerate(_list(raw.get(side), f"{what}.{side}", where))
+            ]
+            for side in ("inputs", "outputs")
+        )
+        reference = raw.get("reference")
+        parity = raw.get("parity")
+        latent_dim = raw.get("latent_dim")
+        if latent_dim is not None:
+            _size(latent_dim, f"{what}.latent_dim", where)
+        entry = cls(
+            spec=spec,
+            file=_path(raw.get("file"), f"{what}.file", where),
+            sha256=_digest(raw.get("sha256"), f"{what}.sha256", where),
+            bytes=_size(raw.get("bytes"), f"{what}.bytes", where),
+            reference=FileEntry.from_json(reference, f"reference of {key!r}", where)
+            if reference is not None
+            else None,
+            parity=ExportParity.from_json(parity, f"{what}.parity", where)
+            if parity is not None
+            else None,
+            metrics=_object(raw.get("metrics", {}), f"{what}.metrics", where, optional=True),
+            rewrites=tuple(
+                _string(r, f"{what}.rewrites[{i}]", where)
+                for i, r in enumerate(_list(raw.get("rewrites", []), f"{what}.rewrites", where))
+            ),
+        )
         problem = spec.mismatch(*names)
         if problem:
             raise ArtifactError(f"the manifest says {key!r} {problem}")
@@ -200,50 +237,186 @@ class Manifest:
         where = _where(root)
         top = check_top(raw, where)
         sample = FileEntry.from_json(top.get("sample"), "sample", where)
+        count = top["sample"].get("count")
         return cls(
             models={
                 key: Entry.from_json(key, value, where) for key, value in top["models"].items()
             },
             sample=sample,
-            sample_count=int(top["sample"].get("count") or 0),
-            created=str(top.get("created", "")),
-            producer=dict(top.get("producer") or {}),
-            training=dict(top.get("training") or {}),
+            sample_count=0 if count is None else _size(count, "sample.count", where),
+            created=top.get("created", ""),
+            producer=dict(top.get("producer", {})),
+            training=dict(top.get("training", {})),
         )
 
 
 def check_top(raw: object, where: str) -> dict[str, Any]:
-    """Check a manifest's schema version and its "models" object, and return the manifest.
+    """Check a manifest's schema version and the types of its top-level fields (the file
+    entries are checked when read), and return the manifest.
 
     Raises:
-        ArtifactError: another schema version, or no "models" object.
+        ArtifactError: another schema version, no "models" object, a field of the wrong type,
+            or objects and lists nested deeper than `MAX_DEPTH`.
     """
     version = raw.get("schema_version") if isinstance(raw, dict) else None
-    if not isinstance(raw, dict) or version != SCHEMA_VERSION:
+    if not isinstance(raw, dict) or type(version) is not int or version != SCHEMA_VERSION:
         raise ArtifactError(
             f"{where} has schema version {version!r}; this onnxdigits reads version "
             f"{SCHEMA_VERSION}: export the set again or install a matching onnxdigits"
         )
     if not isinstance(raw.get("models"), dict):
         raise ArtifactError(f'{where} has no "models" object')
+    _check_depth(raw, where)
+    _string(raw.get("created", ""), "created", where)
+    _object(raw.get("producer", {}), "producer", where)
+    _object(raw.get("training", {}), "training", where)
     return raw
+
+
+def parse_manifest(data: bytes, where: str) -> dict[str, Any]:
+    """Parse a manifest's bytes and check its top level (`check_top`).
+
+    Raises:
+        ArtifactError: not UTF-8 JSON, numbers that are not finite (NaN, Infinity, 1e999),
+            nesting too deep for the parser, or what `check_top` refuses.
+    """
+    try:
+        raw = json.loads(
+            data.decode("utf-8"), parse_constant=_not_finite, parse_float=_finite_float
+        )
+    except RecursionError:
+        raise ArtifactError(
+            f"cannot read {where}: its objects and lists nest too deep to parse"
+        ) from None
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ArtifactError(f"cannot read {where}: it is not JSON ({exc})") from None
+    return check_top(raw, where)
+
+
+def _not_finite(text: str) -> float:
+    raise ValueError(f"{text} is no finite number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is beyond a float's range")
+    return value
+
+
+def _check_depth(raw: object, where: str) -> None:
+    """Refuse objects and lists nested deeper than `MAX_DEPTH` (serialising them again, as the
+    service does, would recurse as deep)."""
+    level: list[dict[str, Any] | list[Any]] = [raw] if isinstance(raw, (dict, list)) else []
+    for _ in range(MAX_DEPTH + 1):
+        level = [
+            child
+            for value in level
+            for child in (value.values() if isinstance(value, dict) else value)
+            if isinstance(child, (dict, list))
+        ]
+        if not level:
+            return
+    raise ArtifactError(f"{where} nests objects and lists deeper than {MAX_DEPTH}")
+
+
+def _kind(value: object) -> str:
+    """What a JSON value is, in words, with the value when it is short."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    shown = json.dumps(value)
+    shown = shown if len(shown) <= 40 else shown[:37] + "..."
+    return f"{'a string' if isinstance(value, str) else 'a number'} ({shown})"
+
+
+def _wrong(what: str, where: str, expected: str, value: object) -> ArtifactError:
+    return ArtifactError(f"{where}: {what} must be {expected}; it is {_kind(value)}")
+
+
+def _object(value: object, what: str, where: str, *, optional: bool = False) -> dict[str, Any]:
+    if optional and value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _wrong(what, where, "an object", value)
+    return value
+
+
+def _list(value: object, what: str, where: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise _wrong(what, where, "a list", value)
+    return value
+
+
+def _string(value: object, what: str, where: str) -> str:
+    if not isinstance(value, str):
+        raise _wrong(what, where, "a string", value)
+    return value
+
+
+def _number(value: object, what: str, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _wrong(what, where, "a number", value)
+    return float(value)
+
+
+def _size(value: object, what: str, where: str) -> int:
+    """A non-negative integer."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise _wrong(what, where, "a non-negative integer", value)
+    return value
+
+
+def _digest(value: object, what: str, where: str) -> str:
+    if not isinstance(value, str) or not _SHA256.match(value):
+        raise _wrong(what, where, "a sha256 of 64 lowercase hex digits", value)
+    return value
+
+
+def _path(value: object, what: str, where: str) -> str:
+    """A file's path inside the set (where it really points is checked when it is read)."""
+    if not isinstance(value, str) or not value or "\0" in value:
+        raise _wrong(what, where, "the path of a file in the set", value)
+    return value
 
 
 class Artifacts:
     """An artifacts set on disk: `manifest.json` and the files it lists with their sha256.
 
-    Entries are read when first asked for, so one malformed entry leaves the others usable and
-    `verify` can report it.
+    The manifest's top level is checked on reading; its entries are read when first asked for,
+    so one malformed entry leaves the others usable and `verify` can report it. Only regular
+    files are read.
+
+    The sha256s catch accidents: a file truncated, damaged or replaced by mistake. They do not
+    catch a deliberate swap, since whoever can change a file can change the manifest beside it.
+    Authenticity comes from elsewhere: the shipped set's manifest is pinned in the package
+    (`SHIPPED_MANIFEST_SHA256`), and any other set can be signed and checked with `public_key`.
 
     Args:
-        root: the set's directory; None means `$ONNXDIGITS_ARTIFACTS`, else the shipped set.
+        root: the set's directory; None means `$ONNXDIGITS_ARTIFACTS`, else the shipped set,
+            which must then be the one this onnxdigits shipped.
+        public_key: a PEM file of an elliptic-curve public key: the set's signature
+            (`model.sig`, made by `onnxdigits export --sign-key`) must hold with it (needs the
+            `sign` extra). None: no signature is checked.
 
     Raises:
-        ArtifactError: no such directory, no manifest, an unreadable one, or one of an unknown
-            schema version.
+        ArtifactError: no such directory, no manifest, an unreadable or malformed one, one of an
+            unknown schema version; the shipped set changed since it shipped; or, with
+            `public_key`, a signature that does not hold.
     """
 
-    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike[str] | None = None,
+        *,
+        public_key: str | os.PathLike[str] | None = None,
+    ) -> None:
+        shipped = root is None and not os.environ.get(ENV_VAR)
         if root is None:
             root = os.environ.get(ENV_VAR) or shipped_root()
         self.root = Path(root)
@@ -255,15 +428,27 @@ class Artifacts:
                 "set, or leave --artifacts out for the shipped one"
             )
         try:
-            self.json: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+            data = read_regular(path, MAX_MANIFEST_BYTES)
         except FileNotFoundError:
             raise ArtifactError(
                 f"no {MANIFEST} in {self.root}; run `onnxdigits export --out {self.root}` "
                 "or pass the directory of an exported set"
             ) from None
-        except (OSError, ValueError) as exc:
-            raise ArtifactError(f"cannot read {path}: {exc}") from None
-        self._models: dict[str, Any] = check_top(self.json, str(path))["models"]
+        except OSError as exc:
+            raise ArtifactError(f"cannot read {path}: {exc.strerror or exc}") from None
+        if shipped and sha256_of(data) != SHIPPED_MANIFEST_SHA256:
+            raise ArtifactError(
+                f"the shipped set at {self.root} is not the one this onnxdigits shipped: its "
+                f"{MANIFEST} has sha256 {sha256_of(data)[:12]}…, not "
+                f"{SHIPPED_MANIFEST_SHA256[:12]}…; reinstall onnxdigits, or name the set you "
+                f"mean (artifacts=, ${ENV_VAR} or --artifacts)"
+            )
+        if public_key is not None:
+            from .signing import verify_set
+
+            verify_set(self.root, public_key)
+        self.json: dict[str, Any] = parse_manifest(data, str(path))
+        self._models: dict[str, Any] = self.json["models"]
 
     @classmethod
     def of(cls, artifacts: ArtifactsLike) -> Artifacts:
@@ -292,18 +477,34 @@ class Artifacts:
             raise ArtifactError(f"{self.root / MANIFEST} has no model {key!r}; it has {self.keys}")
         return Entry.from_json(key, self._models.get(key), str(self.root / MANIFEST))
 
-    def read(self, relpath: str, sha256: str) -> bytes:
+    def read(self, relpath: str, sha256: str, size: int | None = None) -> bytes:
         """Return the bytes of a file of the set after checking them against `sha256`.
 
+        Args:
+            relpath: the file's path inside the set.
+            sha256: its digest, from the manifest.
+            size: its size, from the manifest, when it gives one: a larger file is refused
+                unread (else files up to `MAX_FILE_BYTES` are read).
+
         Raises:
-            ArtifactError: the path leaves the set, the file is missing, or its digest differs.
+            ArtifactError: the path leaves the set; the file is missing, not a regular file (a
+                FIFO would block the reader forever) or larger than it should be; or its digest
+                differs.
         """
-        path = (self.root / relpath).resolve()
+        try:
+            path = (self.root / relpath).resolve()
+        except (OSError, ValueError) as exc:  # a loop of links, a NUL in the name
+            raise ArtifactError(f"cannot read {self.root / relpath}: {exc}") from None
         if not path.is_relative_to(self.root.resolve()):
             raise ArtifactError(f"the manifest points outside {self.root}: {relpath!r}")
         try:
-            data = path.read_bytes()
+            data = read_regular(path, MAX_FILE_BYTES if size is None else size)
         except OSError as exc:
+            if exc.errno == errno.EFBIG and size is not None:
+                raise ArtifactError(
+                    f"{path} is larger than the {size:,} bytes that the manifest lists "
+                    f"({exc.strerror}): the file was changed; export the set again or restore it"
+                ) from None
             raise ArtifactError(f"cannot read {path}: {exc.strerror or exc}") from None
         digest = sha256_of(data)
         if digest != sha256:
@@ -314,9 +515,19 @@ class Artifacts:
         return data
 
     def model_bytes(self, key: str) -> bytes:
-        """Return the verified ONNX bytes of submodel `key`."""
+        """Return the verified ONNX bytes of submodel `key`.
+
+        Raises:
+            ArtifactError: as `read`; or the bytes are no ONNX model, or keep tensor data in
+                other files, which onnxruntime would read from wherever the process runs.
+        """
         entry = self.entry(key)
-        return self.read(entry.file, entry.sha256)
+        return self._model(entry.file, entry.sha256, entry.bytes)
+
+    def _model(self, relpath: str, sha256: str, size: int | None) -> bytes:
+        data = self.read(relpath, sha256, size)
+        check_model(data, str(self.root / relpath))
+        return data
 
     def reference(self, key: str) -> dict[str, np.ndarray]:
         """Return the stored inputs and Keras outputs of submodel `key`, by tensor name."""
@@ -339,15 +550,23 @@ class Artifacts:
         return entry.reference
 
     def _npz(self, listed: FileEntry) -> dict[str, np.ndarray]:
-        data = self.read(listed.file, listed.sha256)
+        data = self.read(listed.file, listed.sha256, listed.bytes)
         try:
+            with zipfile.ZipFile(io.BytesIO(data)) as archive:
+                unpacked = sum(member.file_size for member in archive.infolist())
+            if unpacked > MAX_ARRAYS_BYTES:  # what each member's header says it unpacks to
+                raise ArtifactError(
+                    f"cannot read {self.root / listed.file}: its arrays unpack to "
+                    f"{unpacked:,} bytes, more than the {MAX_ARRAYS_BYTES:,} allowed"
+                )
             with np.load(io.BytesIO(data), allow_pickle=False) as npz:
                 return {name: npz[name] for name in npz.files}
         except (OSError, ValueError, zipfile.BadZipFile) as exc:
             raise ArtifactError(f"cannot read {self.root / listed.file}: {exc}") from None
 
     def verify(self) -> dict[str, str | None]:
-        """Check every listed file against its checksum: each model, its reference, the sample.
+        """Check every listed file against its checksum: each model (and that it is a
+        self-contained ONNX model), its reference, the sample.
 
         Returns:
             For each file of the set (or entry that cannot be read), None when it holds, else
@@ -355,11 +574,11 @@ class Artifacts:
         """
         result: dict[str, str | None] = {}
 
-        def check(name: str, listed: Callable[[], FileEntry]) -> None:
+        def check(name: str, listed: Callable[[], FileEntry], model: bool = False) -> None:
             try:
                 file = listed()
                 name = file.file
-                self.read(file.file, file.sha256)
+                (self._model if model else self.read)(file.file, file.sha256, file.bytes)
                 result[name] = None
             except ArtifactError as exc:
                 result[name] = str(exc)
@@ -371,7 +590,7 @@ class Artifacts:
             except ArtifactError as exc:
                 result[key] = str(exc)
                 continue
-            check(entry.file, partial(FileEntry, entry.file, entry.sha256, entry.bytes))
+            check(entry.file, partial(FileEntry, entry.file, entry.sha256, entry.bytes), True)
             check(f"reference of {key}", partial(self._reference_entry, entry))
         return result
 

@@ -45,7 +45,12 @@ class _Submodel:
             batch_size = check_count("batch_size", batch_size)
         self.artifacts = Artifacts.of(artifacts)
         self.entry = self.artifacts.entry(key)
-        self.session = create_session(self.artifacts.model_bytes(key), device, fast=fast)
+        self.session = create_session(
+            self.artifacts.model_bytes(key),
+            device,
+            fast=fast,
+            name=str(self.artifacts.root / self.entry.file),
+        )
         spec = self.entry.spec
         problem = spec.mismatch(
             [value.name for value in self.session.get_inputs()],
@@ -205,9 +210,23 @@ class Generator(_LatentSubmodel):
             float32 (N, 28, 28) in [0, 1].
 
         Raises:
-            InputError: the wrong rank or width, no points, NaN or Inf, or a non-real dtype.
+            InputError: the wrong rank or width, no points, a non-real dtype, a point that is
+                not finite or lies beyond float32's range, or one so far out that the
+                generator overflows there (its image would be NaN); the message names it, as
+                "z[i, j]" or "z[i]".
         """
-        return self._run(self._latents(z))[0][..., 0]
+        latents = self._latents(z)
+        images = self._run(latents)[0][..., 0]
+        finite = np.isfinite(images.reshape(len(images), -1)).all(axis=1)
+        if not finite.all():
+            row = int(np.flatnonzero(~finite)[0])
+            raise InputError(
+                f"z[{row}] = [{', '.join(f'{v:g}' for v in latents[row])}] is too far out to "
+                "decode: the generator "
+                "overflows float32 there and gives NaN (the prior puts nearly every point "
+                "within +-4 of 0)"
+            )
+        return images
 
     def sample(self, n: int, seed: int | None = None) -> np.ndarray:
         """Decode `n` points drawn from the prior N(0, I): float32 (n, 28, 28).
@@ -258,9 +277,31 @@ class Generator(_LatentSubmodel):
             )
         if len(array) == 0:
             raise InputError("no latent points; give at least one")
-        if not np.isfinite(array).all():
-            raise InputError("latent points contain NaN or Inf")
-        return np.ascontiguousarray(array, dtype=np.float32)
+        _check_finite(array, array, "")
+        with np.errstate(over="ignore"):  # what overflows is found and named just below
+            latents = np.ascontiguousarray(array, dtype=np.float32)
+        _check_finite(latents, array, ", beyond float32's range (+-3.4e+38)")
+        return latents
+
+
+def _check_finite(z: np.ndarray, given: np.ndarray, why: str) -> None:
+    """Raise InputError naming the first element of `z` that is not finite, with its value in
+    `given`, the caller's array (the cast to float32 turns 1e39 into Inf)."""
+    bad = ~np.isfinite(z)
+    if bad.any():
+        row, column = (int(i) for i in np.argwhere(bad)[0])
+        raise InputError(
+            f"z[{row}, {column}] is {_number(float(given[row, column]))}{why}; latent points "
+            "must be finite numbers"
+        )
+
+
+def _number(value: float) -> str:
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Inf" if value > 0 else "-Inf"
+    return f"{value:g}"
 
 
 def reconstruct(

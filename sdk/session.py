@@ -14,7 +14,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 from . import cuda
-from .errors import DeviceError
+from .errors import ArtifactError, DeviceError
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -69,7 +69,7 @@ def gpu_present() -> bool:
 
 
 def create_session(
-    model: bytes, device: str | None = None, *, fast: bool = False
+    model: bytes, device: str | None = None, *, fast: bool = False, name: str = "the model"
 ) -> onnxruntime.InferenceSession:
     """Create an onnxruntime session on the device asked for, and check what it really got.
 
@@ -80,12 +80,14 @@ def create_session(
             machine has an NVIDIA GPU but CUDA does not come up; without a GPU it picks the CPU
             quietly.
         fast: on CUDA, allow TF32 matrix maths; exact float32 otherwise.
+        name: what to call the model in messages (its file).
 
     Returns:
         The session; `session.get_providers()[0]` names where it runs.
 
     Raises:
         DeviceError: an unknown device, or "cuda" when CUDA cannot be had, saying why.
+        ArtifactError: onnxruntime cannot load the model on the CPU.
     """
     import onnxruntime as ort
 
@@ -108,7 +110,17 @@ def create_session(
                 f"running on the CPU although this machine has an NVIDIA GPU: {reason}. "
                 "Pass device='cpu' (--device cpu) to choose it and silence this."
             )
-    return ort.InferenceSession(model, options, providers=[CPU])
+    try:
+        return ort.InferenceSession(model, options, providers=[CPU])
+    except Exception as exc:
+        # onnxruntime's own errors (Fail, InvalidGraph, ...) share no base class but its module:
+        # the bytes are no model it can run. Anything else is no verdict on the model.
+        if not type(exc).__module__.startswith("onnxruntime."):
+            raise
+        text = " ".join(str(exc).split())
+        raise ArtifactError(
+            f"onnxruntime cannot load {name}: {text[:400]}; export the set again or restore it"
+        ) from None
 
 
 def _try_cuda(

@@ -63,7 +63,7 @@ def check_parity(
         on CUDA.
 
     Raises:
-        ArtifactError: a file is missing or fails its checksum.
+        ArtifactError: a file is missing or fails its checksum, or a model cannot be loaded.
         DeviceError: the device cannot be had.
     """
     artifacts = Artifacts.of(artifacts)
@@ -71,7 +71,9 @@ def check_parity(
     for key in artifacts.keys:
         entry = artifacts.entry(key)
         reference = artifacts.reference(key)
-        session = create_session(artifacts.model_bytes(key), device, fast=fast)
+        session = create_session(
+            artifacts.model_bytes(key), device, fast=fast, name=str(artifacts.root / entry.file)
+        )
         provider = session.get_providers()[0]
         atol = max(entry.spec.atol, GPU_ATOL) if provider == CUDA else entry.spec.atol
         names = entry.spec.output_names

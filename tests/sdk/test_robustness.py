@@ -255,6 +255,12 @@ def _z_with(value) -> np.ndarray:
     return z
 
 
+def _z_with64(value: float) -> np.ndarray:
+    z = np.zeros((3, 2), np.float64)
+    z[1, 1] = value
+    return z
+
+
 BAD_LATENTS = [
     (
         "width-3",
@@ -266,9 +272,15 @@ BAD_LATENTS = [
     ("rank-3", lambda: np.zeros((1, 1, 2), np.float32), "latent points of shape (1, 1, 2)"),
     ("scalar", lambda: np.float32(0), "latent points of shape ()"),
     ("zero-rows", lambda: np.zeros((0, 2), np.float32), "no latent points"),
-    ("nan", lambda: _z_with(np.nan), "contain NaN or Inf"),
-    ("+inf", lambda: _z_with(np.inf), "contain NaN or Inf"),
-    ("-inf-float64", lambda: _z_with(-np.inf).astype(np.float64), "contain NaN or Inf"),
+    ("nan", lambda: _z_with(np.nan), "z[1, 1] is NaN; latent points must be finite"),
+    ("+inf", lambda: _z_with(np.inf), "z[1, 1] is Inf;"),
+    ("-inf-float64", lambda: _z_with(-np.inf).astype(np.float64), "z[1, 1] is -Inf;"),
+    # Finite in float64, beyond float32: the cast made them Inf, and the images NaN.
+    ("1e39", lambda: _z_with64(1e39), "z[1, 1] is 1e+39, beyond float32's range"),
+    ("-1e308", lambda: _z_with64(-1e308), "z[1, 1] is -1e+308, beyond float32's range"),
+    # Finite in float32 too, but the generator's first layer overflows.
+    ("3e38", lambda: _z_with64(3e38), "z[1] = [0, 3e+38] is too far out to decode"),
+    ("3e38-as-list", lambda: [[0.0, 0.0], [-3e38, 0.0]], "z[1] = [-3e+38, 0] is too far out"),
     ("bool", lambda: np.ones((3, 2), bool), "dtype bool; expected real numbers"),
     ("complex", lambda: np.ones((3, 2), np.complex64), "dtype complex64"),
     ("string", lambda: np.full((3, 2), "1"), "dtype <U1"),
@@ -398,7 +410,9 @@ def test_a_model_whose_graph_breaks_the_contract_raises_artifact_error(artifacts
     # vae encoder, whose tensors are not the classifier's.
     manifest = json.loads((artifacts_copy / MANIFEST).read_text())
     wrong = manifest["models"]["vae.encoder"]
-    manifest["models"]["classifier"].update(file=wrong["file"], sha256=wrong["sha256"])
+    manifest["models"]["classifier"].update(
+        file=wrong["file"], sha256=wrong["sha256"], bytes=wrong["bytes"]
+    )
     (artifacts_copy / MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(ArtifactError, match="export the set again"):
         Classifier(artifacts=artifacts_copy, device="cpu")
