@@ -27,9 +27,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from onnxdigits import __version__, tile, to_batch, to_image
+from onnxdigits import __version__, images, tile, to_batch, to_image
 from onnxdigits.errors import InputError, OnnxDigitsError
-from PIL import Image
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
@@ -39,10 +38,10 @@ from .models import AbsentModelError, check_model
 
 MAX_BODY = 16 * 2**20
 MAX_IMAGES = 1024
-# The most pixels one image file may declare: a digit needs nothing near Pillow's 89 million,
-# and decoding costs memory by the pixel, not by the file's bytes (a 392 KB PNG can declare 89
-# million RGBA pixels). TODO(merge): the SDK's own budget, `onnxdigits.images.MAX_PIXELS`.
-MAX_IMAGE_PIXELS = 4096 * 4096
+# The most pixels one image file may declare: the SDK's own budget. A digit needs nothing near
+# Pillow's 89 million, and decoding costs memory by the pixel, not by the file's bytes (a 392 KB
+# PNG can declare 89 million RGBA pixels).
+MAX_IMAGE_PIXELS = images.MAX_PIXELS
 MAX_PIXELS = 2 * MAX_IMAGE_PIXELS  # the most pixels all of one request's image files may declare
 # Without a token on loopback, only these Host names are answered: a page on another site that
 # rebinds its own name to 127.0.0.1 sends its own name, and gets 400.
@@ -440,7 +439,7 @@ def check_pixels(files: Sequence[bytes], max_pixels: int) -> None:
     total = 0
     for index, data in enumerate(files):
         where = f"images[{index}]" if len(files) > 1 else "the image"
-        pixels = _image_pixels(data, where)
+        pixels = _image_pixels(data)
         if pixels > MAX_IMAGE_PIXELS:
             raise HTTPException(
                 413,
@@ -457,22 +456,12 @@ def check_pixels(files: Sequence[bytes], max_pixels: int) -> None:
             )
 
 
-def _image_pixels(data: bytes, where: str) -> int:
-    """How many pixels an image file's header declares, without decoding it; 0 when Pillow
-    cannot read the header (the SDK then names the problem).
-
-    TODO(merge): `onnxdigits.images.image_pixels`, once the SDK has it (it also counts a large
-    JPEG at the reduced scale it decodes at).
-
-    Raises:
-        HTTPException: 413 when Pillow refuses even to open it (over twice its pixel limit).
-    """
+def _image_pixels(data: bytes) -> int:
+    """How many pixels the SDK will decode an image file to, from its header alone; 0 when the
+    header cannot be read, for the SDK to refuse by name (with the image's index) as it decodes."""
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            return int(image.size[0] * image.size[1])
-    except Image.DecompressionBombError as exc:
-        raise HTTPException(413, f"{where} is too large to decode safely: {exc}") from None
-    except Exception:  # any unreadable header is the SDK's to name, when it decodes
+        return images.image_pixels(data)
+    except InputError:
         return 0
 
 
