@@ -22,7 +22,6 @@ from onnxdigits.serve.app import MAX_IMAGE_PIXELS, MAX_PIXELS
 from PIL import Image
 
 from .conftest import TOKEN, Server, start_server
-from .test_page import CHROMIUM
 
 RAW_PNG = {"Content-Type": "image/png"}
 
@@ -216,31 +215,25 @@ def test_a_partial_set_is_served_with_what_it_has(
 # --- /docs without internet ----------------------------------------------------------------------
 
 
-def test_docs_render_from_the_service_alone(open_server: Server) -> None:
+def test_docs_render_from_the_service_alone(open_server: Server, browser: Any) -> None:
     playwright_api = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
     requests: list[str] = []
     problems: list[str] = []
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=["--no-sandbox"]
+    page = browser.new_page()
+    try:
+        page.on("request", lambda request: requests.append(request.url))
+        page.on("pageerror", lambda error: problems.append(str(error)))
+        page.on(
+            "console",
+            lambda message: problems.append(message.text) if message.type == "error" else None,
         )
-        try:
-            page = browser.new_page()
-            page.on("request", lambda request: requests.append(request.url))
-            page.on("pageerror", lambda error: problems.append(str(error)))
-            page.on(
-                "console",
-                lambda message: problems.append(message.text) if message.type == "error" else None,
-            )
-            response: Any = page.goto(f"{open_server.url}/docs")
-            assert "script-src 'self' 'sha256-" in response.headers["content-security-policy"]
-            operations = page.locator(".opblock-summary-path")
-            playwright_api.expect(operations.first).to_be_visible(timeout=30_000)
-            paths = set(operations.all_inner_texts())
-        finally:
-            browser.close()
+        response: Any = page.goto(f"{open_server.url}/docs")
+        assert "script-src 'self' 'sha256-" in response.headers["content-security-policy"]
+        operations = page.locator(".opblock-summary-path")
+        playwright_api.expect(operations.first).to_be_visible(timeout=30_000)
+        paths = set(operations.all_inner_texts())
+    finally:
+        page.close()
     assert {"/v1/classify", "/v1/decode", "/v1/models"} <= {p.strip() for p in paths}, paths
     elsewhere = [url for url in requests if not url.startswith(open_server.url)]
     assert elsewhere == [] and problems == [], (elsewhere, problems)
