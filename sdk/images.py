@@ -19,6 +19,8 @@ SIDE = IMAGE_SHAPE[0]
 _BOX = 20  # MNIST fits each digit into a 20x20 box, then centres its mass in 28x28
 _WORK = 1024  # larger images are reduced to this side first: the digit ends up 20 pixels tall
 _GRID = 48  # the background is fitted on the image reduced to this side: light varies slowly
+_BETWEEN = 0.2  # at most this share of the shades lies between two regions of inverted light
+_STEP = 0.4  # and the step at their edge is at least this share of the image's range
 _FAINT = 0.05  # fainter than this (of the ink's level) after resampling is resampling's ripple
 # MNIST's strokes, as a fraction of the box's side, measured as `_stroke_width` does: 8% of its
 # digits are thinner than 0.08, 11% thicker than 0.14. Strokes outside are brought to the edge.
@@ -246,7 +248,10 @@ def _open(source: str | os.PathLike | bytes | BinaryIO, name: str) -> Image.Imag
 
 def _digit(grey: np.ndarray) -> np.ndarray | None:
     """MNIST form of a grey image, float32 (H, W) in 0..255; None when it holds no ink."""
+    native = grey.shape == (SIDE, SIDE)
     grey = _resized(grey, min(max(grey.shape), _WORK))
+    grey = _despeckled(grey)
+    grey = _uninverted(grey)
     ink, threshold, noise = _ink(grey)
     mask = ink > threshold
     # A pixel above the threshold with no neighbour above it is noise, not a stroke.
@@ -263,11 +268,123 @@ def _digit(grey: np.ndarray) -> np.ndarray | None:
     rows, cols = _extent(inked)
     # The strokes are measured and mended where they are a few pixels wide and the 20-pixel
     # box is a whole multiple: the ink's box brought to at least 4x and at most 16x the box.
-    side = int(np.clip(max(soft[rows, cols].shape), 4 * _BOX, 16 * _BOX))
+    extent = max(soft[rows, cols].shape)
+    side = int(np.clip(extent, 4 * _BOX, 16 * _BOX))
     fine = np.clip(_resized(soft[rows, cols], side), 0, 1)
     fine = _stroke_mended(fine, cut)
     rows, cols = _extent(fine > _FAINT)
-    return _centred(_resized(fine[rows, cols] * 255, _BOX))
+    fine = fine[rows, cols]
+    box = _BOX
+    if native:
+        # 28x28 is MNIST's own size: ink wider than MNIST's box there is clutter beside the
+        # digit (a line, a scribble, a blot) or a digit already as large as it should be, so
+        # it keeps its size instead of being shrunk into the box.
+        wide = round(max(fine.shape) * extent / side)
+        box = min(SIDE, wide) if wide > _BOX + 3 else _BOX
+    return _centred(_resized(fine * 255, box))
+
+
+def _despeckled(grey: np.ndarray) -> np.ndarray:
+    """The image with salt-and-pepper noise taken out: where many pixels are isolated extremes
+    (at the image's darkest or lightest, unlike all four of their neighbours), each pixel
+    becomes the median of its 3x3 square; otherwise the image as it was."""
+    lo, hi = float(grey.min()), float(grey.max())
+    span = hi - lo
+    if span <= 0:
+        return grey
+    padded = np.pad(grey, 1, mode="edge")
+    height, width = grey.shape
+    extreme = (grey <= lo + 0.1 * span) | (grey >= hi - 0.1 * span)
+    isolated = extreme.copy()
+    for dy, dx in ((0, 1), (2, 1), (1, 0), (1, 2)):
+        isolated &= np.abs(grey - padded[dy : dy + height, dx : dx + width]) > 0.5 * span
+    # Real strokes and pages hold next to none: two in a hundred pixels is noise.
+    if isolated.sum() < 0.02 * grey.size:
+        return grey
+    shifted = [padded[dy : dy + height, dx : dx + width] for dy in range(3) for dx in range(3)]
+    return np.partition(np.stack(shifted), 4, axis=0)[4]
+
+
+def _uninverted(grey: np.ndarray) -> np.ndarray:
+    """The image with regions whose light is inverted (a band, a box printed light on dark in a
+    dark-on-light page) turned back, so that one background runs under the whole digit.
+
+    The background's shade at each pixel is the median of a square several strokes wide (a
+    median keeps a region's sharp edge where it is, and strokes are too thin to move it); where
+    it splits into two shades with sharp edges between them, the smaller part is inverted."""
+    height, width = grey.shape
+    if min(height, width) < 16:
+        return grey
+    small = _resized(grey, min(max(grey.shape), _GRID))
+    lo, hi = np.percentile(small, [2, 98])
+    span = float(hi - lo)
+    # Cheap first: a second shade covers a good part of the image or it is not there.
+    light = small > lo + 0.5 * span
+    if span < 64 or not 0.2 <= light.mean() <= 0.8:
+        return grey
+    reach = max(3, max(small.shape) // 3) // 2 * 2 + 1  # a few strokes wide, odd
+    half = reach // 2
+    padded = np.pad(small, half, mode="reflect")
+    h, w = small.shape
+    window = np.stack(
+        [padded[dy : dy + h, dx : dx + w] for dy in range(0, reach, 2) for dx in range(0, reach, 2)]
+    )
+    shade = np.median(window, axis=0)
+    gap = float(shade.max() - shade.min())
+    if gap < 0.5 * span:
+        return grey
+    mid = float(shade.min()) + gap / 2
+    # Sharp edges: few pixels of shade in between the two shades (light falling off across
+    # the page, or fog, passes through every shade in between).
+    between = np.abs(shade - mid) < 0.25 * gap
+    flip = shade > mid
+    if flip.mean() > 0.5:
+        flip = ~flip
+    # Only what is wider than a stroke: a thick stroke's core is not a region of its own.
+    flip = _opened(flip, reach - 2)
+    # A region reaching the image's edge (a band, a margin, a label's box cut by the frame):
+    # strokes keep inside it.
+    edge = flip[[0, -1]].any() or flip[:, [0, -1]].any()
+    if between.mean() > _BETWEEN or flip.mean() < 0.04 or not edge:
+        return grey
+    # And a step at its edge, from one shade to the other between neighbouring pixels: a thick
+    # stroke's core ends inside the stroke, where both sides are ink.
+    # (the shades' edge may sit a pixel off the step: the largest step within a pixel counts)
+    rows = np.pad(np.abs(small[:, 1:] - small[:, :-1]), ((0, 0), (1, 1)))
+    cols = np.pad(np.abs(small[1:] - small[:-1]), ((1, 1), (0, 0)))
+    rows = np.maximum(np.maximum(rows[:, :-2], rows[:, 1:-1]), rows[:, 2:])
+    cols = np.maximum(np.maximum(cols[:-2], cols[1:-1]), cols[2:])
+    steps = np.concatenate([rows[flip[:, 1:] != flip[:, :-1]], cols[flip[1:] != flip[:-1]]])
+    if steps.size == 0 or np.median(steps) < _STEP * span:
+        return grey
+    flip = np.asarray(
+        Image.fromarray(flip).resize((width, height), Image.Resampling.NEAREST), dtype=bool
+    )
+    dark = float(np.median(grey[~flip]))
+    bright = float(np.median(grey[flip]))
+    return np.where(flip, dark + bright - grey, grey).astype(np.float32)
+
+
+def _opened(mask: np.ndarray, reach: int) -> np.ndarray:
+    """The parts of a bool mask that a square of side `reach` fits in (beyond the image's edge
+    counts as set, so a band along the edge keeps its width)."""
+    half = reach // 2
+    height, width = mask.shape
+    for axis, size in ((0, height), (1, width)):  # eroded, one axis at a time
+        padded = np.pad(
+            mask, [(half, half) if a == axis else (0, 0) for a in (0, 1)], constant_values=True
+        )
+        out = np.ones_like(mask)
+        for shift in range(reach):
+            out &= padded[shift : shift + size] if axis == 0 else padded[:, shift : shift + size]
+        mask = out
+    for axis, size in ((0, height), (1, width)):  # then grown back
+        padded = np.pad(mask, [(half, half) if a == axis else (0, 0) for a in (0, 1)])
+        out = np.zeros_like(mask)
+        for shift in range(reach):
+            out |= padded[shift : shift + size] if axis == 0 else padded[:, shift : shift + size]
+        mask = out
+    return mask
 
 
 def _resized(array: np.ndarray, side: int) -> np.ndarray:
