@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import math
 import os
+from functools import lru_cache
 from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
@@ -425,7 +426,17 @@ def _noise(residual: np.ndarray, ring: np.ndarray) -> float:
     """The noise's standard deviation (robustly, from the median absolute departure) on the
     border, which is background however much of the middle the digit covers; at least one
     grey level."""
-    return max(1.4826 * float(np.median(np.abs(residual[ring]))), 1.0)
+    return max(1.4826 * _median(np.abs(residual[ring])), 1.0)
+
+
+def _median(values: np.ndarray) -> float:
+    """The median of a 1-D array, as np.median gives it (bit for bit), by one partition."""
+    count = values.size
+    half = count // 2
+    if count % 2:
+        return float(np.partition(values, half)[half])
+    low, high = np.partition(values, (half - 1, half))[half - 1 : half + 1]
+    return float((low + high) / 2)
 
 
 def _background(grey: np.ndarray) -> np.ndarray:
@@ -437,14 +448,14 @@ def _background(grey: np.ndarray) -> np.ndarray:
     values = small.ravel().astype(np.float64)
     ring = _ring(*small.shape).ravel()
     # A robust start, which ink on the border cannot pull: the border pixels near its median.
-    level = float(np.median(values[ring]))
-    spread = max(1.4826 * float(np.median(np.abs(values[ring] - level))), 1.0)
+    level = _median(values[ring])
+    spread = max(1.4826 * _median(np.abs(values[ring] - level)), 1.0)
     keep = ring & (np.abs(values - level) <= 3 * spread)
     for region in (ring, np.ones_like(ring)):  # the border first, then all that agrees with it
         for _ in range(5):
             coef = _least_squares(basis[keep], values[keep])
             residual = values - basis @ coef
-            spread = max(1.4826 * float(np.median(np.abs(residual[keep]))), 1.0)
+            spread = max(1.4826 * _median(np.abs(residual[keep])), 1.0)
             update = region & (np.abs(residual) <= 3 * spread)
             if update.sum() < basis.shape[1] or (update == keep).all():
                 break
@@ -455,31 +466,40 @@ def _background(grey: np.ndarray) -> np.ndarray:
     return (surface + coef[5] * y * y).astype(np.float32)
 
 
+_EYE = np.eye(6)
+
+
 def _least_squares(basis: np.ndarray, values: np.ndarray) -> np.ndarray:
     """The coefficients that fit `basis @ coef` to `values` best, by the normal equations (a
     6x6 system: far quicker than a general solver, and the terms are well scaled); a whisker
     of ridge keeps a fit to few pixels solvable."""
-    gram = basis.T @ basis + 1e-9 * len(values) * np.eye(basis.shape[1])
+    gram = basis.T @ basis + 1e-9 * len(values) * _EYE
     return np.linalg.solve(gram, basis.T @ values)
 
 
+@lru_cache(maxsize=64)
 def _coordinates(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     """x of each column's centre and y of each row's, both running over [-1, 1]."""
     return (np.arange(width) + 0.5) / width * 2 - 1, (np.arange(height) + 0.5) / height * 2 - 1
 
 
+@lru_cache(maxsize=64)
 def _quadratic(height: int, width: int) -> np.ndarray:
     """The terms 1, x, y, x^2, xy, y^2 at each pixel's centre: (H*W, 6)."""
     x, y = np.meshgrid(*_coordinates(height, width))
     x, y = x.ravel(), y.ravel()
-    return np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=1)
+    basis = np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=1)
+    basis.flags.writeable = False  # cached: shared by every call
+    return basis
 
 
+@lru_cache(maxsize=64)
 def _ring(height: int, width: int) -> np.ndarray:
     """bool (H, W): the outermost pixels (two deep where the image has room)."""
     depth = 2 if min(height, width) >= 16 else 1
     ring = np.ones((height, width), bool)
     ring[depth:-depth, depth:-depth] = False
+    ring.flags.writeable = False  # cached: shared by every call
     return ring
 
 
