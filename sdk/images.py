@@ -259,19 +259,26 @@ def _digit(grey: np.ndarray) -> np.ndarray | None:
     mask &= _neighbours(mask) >= 2
     if not mask.any():
         return None
+    # From here on only the ink's box matters (a pixel's margin round it for the rim).
+    rows, cols = _extent(mask)
+    height, width = mask.shape
+    rows = slice(max(rows.start - 1, 0), min(rows.stop + 1, height))
+    cols = slice(max(cols.start - 1, 0), min(cols.stop + 1, width))
+    mask, ink = mask[rows, cols], ink[rows, cols]
     # The strokes' faint rim belongs to the digit too (MNIST's box holds every grey pixel);
     # fainter than three times the noise is background.
     floor = 3 * noise
     inked = _grown(mask, diagonal=True) & (ink > floor)
     level = max(float(np.percentile(ink[mask], 75)), threshold + 1)
-    soft = np.where(inked, np.clip((ink - floor) / (level - floor), 0, 1), 0).astype(np.float32)
+    scaled = np.minimum(np.maximum((ink - floor) / (level - floor), 0), 1)
+    soft = np.where(inked, scaled, 0).astype(np.float32)
     cut = (threshold - floor) / (level - floor)  # the threshold on the soft scale
     rows, cols = _extent(inked)
     # The strokes are measured and mended where they are a few pixels wide and the 20-pixel
     # box is a whole multiple: the ink's box brought to at least 4x and at most 16x the box.
     extent = max(soft[rows, cols].shape)
-    side = int(np.clip(extent, 4 * _BOX, 16 * _BOX))
-    fine = np.clip(_resized(soft[rows, cols], side), 0, 1)
+    side = min(max(extent, 4 * _BOX), 16 * _BOX)
+    fine = np.minimum(np.maximum(_resized(soft[rows, cols], side), 0), 1)
     fine = _stroke_mended(fine, cut)
     rows, cols = _extent(fine > _FAINT)
     fine = fine[rows, cols]
@@ -288,20 +295,32 @@ def _digit(grey: np.ndarray) -> np.ndarray | None:
 def _despeckled(grey: np.ndarray) -> np.ndarray:
     """The image with salt-and-pepper noise taken out: where many pixels are isolated extremes
     (at the image's darkest or lightest, unlike all four of their neighbours), each pixel
-    becomes the median of its 3x3 square; otherwise the image as it was."""
-    lo, hi = float(grey.min()), float(grey.max())
+    becomes the median of its 3x3 square; otherwise the image as it was.
+
+    Whether they are many is judged on a grid of about 4,000 pixels (every pixel of a small
+    image), so that a clean page costs little."""
+    height, width = grey.shape
+    if min(height, width) < 3:
+        return grey
+    stride = max(1, math.isqrt(height * width // 4096))
+    centre = grey[1:-1:stride, 1:-1:stride]
+    sides = (
+        grey[0:-2:stride, 1:-1:stride],
+        grey[2::stride, 1:-1:stride],
+        grey[1:-1:stride, 0:-2:stride],
+        grey[1:-1:stride, 2::stride],
+    )
+    lo, hi = float(centre.min()), float(centre.max())
     span = hi - lo
     if span <= 0:
         return grey
-    padded = np.pad(grey, 1, mode="edge")
-    height, width = grey.shape
-    extreme = (grey <= lo + 0.1 * span) | (grey >= hi - 0.1 * span)
-    isolated = extreme.copy()
-    for dy, dx in ((0, 1), (2, 1), (1, 0), (1, 2)):
-        isolated &= np.abs(grey - padded[dy : dy + height, dx : dx + width]) > 0.5 * span
+    isolated = (centre <= lo + 0.1 * span) | (centre >= hi - 0.1 * span)
+    for side in sides:
+        isolated &= np.abs(centre - side[: centre.shape[0], : centre.shape[1]]) > 0.5 * span
     # Real strokes and pages hold next to none: two in a hundred pixels is noise.
-    if isolated.sum() < 0.02 * grey.size:
+    if isolated.sum() < 0.02 * isolated.size:
         return grey
+    padded = np.pad(grey, 1, mode="edge")
     shifted = [padded[dy : dy + height, dx : dx + width] for dy in range(3) for dx in range(3)]
     return np.partition(np.stack(shifted), 4, axis=0)[4]
 
@@ -315,6 +334,12 @@ def _uninverted(grey: np.ndarray) -> np.ndarray:
     it splits into two shades with sharp edges between them, the smaller part is inverted."""
     height, width = grey.shape
     if min(height, width) < 16:
+        return grey
+    # Cheap first: such a region reaching the edge leaves the edge in two shades, and few
+    # pixels of it in between (light falling off across a page passes through them all).
+    edge = np.concatenate([grey[0], grey[-1], grey[1:-1, 0], grey[1:-1, -1]])
+    lo, hi = float(edge.min()), float(edge.max())
+    if hi - lo < 64 or (np.abs(edge - (lo + hi) / 2) < 0.25 * (hi - lo)).mean() > 0.2:
         return grey
     small = _resized(grey, min(max(grey.shape), _GRID))
     lo, hi = np.percentile(small, [2, 98])
@@ -524,12 +549,13 @@ def _otsu(values: np.ndarray) -> float:
 def _neighbours(mask: np.ndarray) -> np.ndarray:
     """int8 (H, W): how many pixels of the 3x3 square around each pixel, itself included, are
     set in a bool mask (outside it, none)."""
-    padded = np.pad(mask, 1).astype(np.int8)
     height, width = mask.shape
-    total = np.zeros((height, width), np.int8)
-    for dy in range(3):
-        for dx in range(3):
-            total += padded[dy : dy + height, dx : dx + width]
+    padded = np.zeros((height + 2, width + 2), np.int8)
+    padded[1:-1, 1:-1] = mask
+    rows = padded[:-2] + padded[1:-1]  # the 3x3 sums, one axis at a time
+    rows += padded[2:]
+    total = rows[:, :-2] + rows[:, 1:-1]
+    total += rows[:, 2:]
     return total
 
 
@@ -542,8 +568,17 @@ def _extent(mask: np.ndarray) -> tuple[slice, slice]:
 def _stroke_width(shape: np.ndarray) -> float:
     """The mean width of the strokes of a bool mask, in pixels: twice its area over its outline
     (a stroke of width w and length l has area w*l and an outline of 2*l)."""
-    outline = shape & (_neighbours(shape) < 9)
+    outline = shape & ~_eroded(shape)
     return 2 * float(shape.sum()) / max(float(outline.sum()), 1.0)
+
+
+def _eroded(mask: np.ndarray) -> np.ndarray:
+    """bool (H, W): the pixels of a mask whose whole 3x3 square is set (outside it, none is)."""
+    height, width = mask.shape
+    padded = np.zeros((height + 2, width + 2), bool)
+    padded[1:-1, 1:-1] = mask
+    rows = padded[:-2] & padded[1:-1] & padded[2:]
+    return rows[:, :-2] & rows[:, 1:-1] & rows[:, 2:]
 
 
 def _stroke_mended(fine: np.ndarray, cut: float) -> np.ndarray:
@@ -564,7 +599,9 @@ def _stroke_mended(fine: np.ndarray, cut: float) -> np.ndarray:
         return fine
     steps = round(abs(width - (lo if width < lo else hi)) / 2)  # a rim widens a stroke by 2
     if width < lo:
-        fine = np.pad(fine, steps)
+        padded = np.zeros((fine.shape[0] + 2 * steps, fine.shape[1] + 2 * steps), fine.dtype)
+        padded[steps : steps + fine.shape[0], steps : steps + fine.shape[1]] = fine
+        fine = padded
         for step in range(steps):
             fine = _grown(fine, diagonal=step % 2 == 0)
         return fine
@@ -578,14 +615,22 @@ def _stroke_mended(fine: np.ndarray, cut: float) -> np.ndarray:
 
 def _grown(image: np.ndarray, *, diagonal: bool) -> np.ndarray:
     """Each pixel the largest of itself and its 8 neighbours (or its 4), the edge repeated."""
-    padded = np.pad(image, 1, mode="edge")
     height, width = image.shape
-    grown = image.copy()
-    for dy in range(3):
-        for dx in range(3):
-            if diagonal or dy == 1 or dx == 1:
-                np.maximum(grown, padded[dy : dy + height, dx : dx + width], out=grown)
-    return grown
+    padded = np.empty((height + 2, width + 2), image.dtype)
+    padded[1:-1, 1:-1] = image
+    padded[0, 1:-1], padded[-1, 1:-1] = image[0], image[-1]
+    padded[:, 0], padded[:, -1] = padded[:, 1], padded[:, -2]
+    # The largest is the same whichever order it is taken in: the 3x3 square's is the largest
+    # over three rows of the largest over three columns.
+    if diagonal:
+        rows = np.maximum(padded[:-2], padded[1:-1])
+        np.maximum(rows, padded[2:], out=rows)
+        grown = np.maximum(rows[:, :-2], rows[:, 1:-1])
+        return np.maximum(grown, rows[:, 2:], out=grown)
+    grown = np.maximum(image, padded[:-2, 1:-1])
+    np.maximum(grown, padded[2:, 1:-1], out=grown)
+    np.maximum(grown, padded[1:-1, :-2], out=grown)
+    return np.maximum(grown, padded[1:-1, 2:], out=grown)
 
 
 def _centred(digit: np.ndarray) -> np.ndarray:
@@ -593,10 +638,11 @@ def _centred(digit: np.ndarray) -> np.ndarray:
     mass = float(digit.sum()) or 1.0
     cy = float((digit.sum(axis=1) * np.arange(digit.shape[0])).sum()) / mass
     cx = float((digit.sum(axis=0) * np.arange(digit.shape[1])).sum()) / mass
-    top = int(np.clip(round(SIDE / 2 - cy), 0, SIDE - digit.shape[0]))
-    left = int(np.clip(round(SIDE / 2 - cx), 0, SIDE - digit.shape[1]))
+    top = min(max(round(SIDE / 2 - cy), 0), SIDE - digit.shape[0])
+    left = min(max(round(SIDE / 2 - cx), 0), SIDE - digit.shape[1])
     out = np.zeros((SIDE, SIDE), np.uint8)
-    out[top : top + digit.shape[0], left : left + digit.shape[1]] = np.clip(np.round(digit), 0, 255)
+    pixels = np.minimum(np.maximum(np.rint(digit), 0), 255)
+    out[top : top + digit.shape[0], left : left + digit.shape[1]] = pixels
     return out
 
 
