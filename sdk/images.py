@@ -22,6 +22,8 @@ _WORK = 1024  # larger images are reduced to this side first: the digit ends up 
 _GRID = 48  # the background is fitted on the image reduced to this side: light varies slowly
 _BETWEEN = 0.2  # at most this share of the shades lies between two regions of inverted light
 _STEP = 0.4  # and the step at their edge is at least this share of the image's range
+_ORIENTATION = 0x0112  # EXIF's tag for how to turn the stored pixels upright
+_BLOCK = 8192  # pixels a block, where a whole page would need large temporaries
 _FAINT = 0.05  # fainter than this (of the ink's level) after resampling is resampling's ripple
 # MNIST's strokes, as a fraction of the box's side, measured as `_stroke_width` does: 8% of its
 # digits are thinner than 0.08, 11% thicker than 0.14. Strokes outside are brought to the edge.
@@ -203,17 +205,24 @@ def _load(source: ImageSource, name: str) -> np.ndarray:
 
 def _grey(image: Image.Image) -> np.ndarray:
     """The image upright and grey, float32 (H, W) in 0..255; transparent parts are background."""
-    image = ImageOps.exif_transpose(image)
+    if image.getexif().get(_ORIENTATION, 1) != 1:  # else exif_transpose would only copy it
+        image = ImageOps.exif_transpose(image)
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-        rgba = image.convert("RGBA")
+        rgba = image if image.mode == "RGBA" else image.convert("RGBA")
         alpha = np.asarray(rgba.getchannel("A"), dtype=np.float32) / 255
         grey = np.asarray(rgba.convert("L"), dtype=np.float32)
         # What shows through is background: put it behind the opaque part in the shade that the
         # opaque part stands out from (black behind white ink, white behind dark ink).
         weight = alpha.sum()
-        ink = float((grey * alpha).sum() / weight) if weight else 0.0
+        opaque = grey * alpha
+        ink = float(opaque.sum() / weight) if weight else 0.0
         behind = 0.0 if ink > 127.5 else 255.0
-        return grey * alpha + behind * (1 - alpha)
+        through = np.subtract(1, alpha, out=alpha)
+        through *= behind
+        opaque += through
+        return opaque
+    if image.mode == "L":
+        return np.asarray(image, dtype=np.float32)
     if image.mode.startswith("I"):  # 16-bit grey: Pillow's conversion to "L" would clip it
         return np.clip(np.asarray(image, dtype=np.float32) / 257, 0, 255)
     if image.mode == "F":
@@ -443,7 +452,7 @@ def _ink(grey: np.ndarray) -> tuple[np.ndarray, float, float]:
     strong = 4 * noise
     above = float(residual[residual > strong].sum())
     below = float(-residual[residual < -strong].sum())
-    ink = residual if above >= below else -residual
+    ink = residual if above >= below else np.negative(residual, out=residual)
     return ink, max(_otsu(ink), 6 * noise), noise
 
 
@@ -602,8 +611,16 @@ def _otsu(values: np.ndarray) -> float:
     lo, hi = float(values.min()), float(values.max())
     if hi - lo < 1e-6:
         return hi
-    bins = np.minimum(((values - lo) * (256 / (hi - lo))).astype(np.intp), 255)
-    counts = np.bincount(bins.ravel(), minlength=256)
+    scale = 256 / (hi - lo)
+    flat = values.ravel()
+    counts = np.zeros(256, np.intp)
+    # The histogram a block at a time: the blocks' temporaries stay small enough for the
+    # allocator to reuse instead of mapping fresh pages for each (and counts add exactly).
+    for start in range(0, flat.size, _BLOCK):
+        scaled = flat[start : start + _BLOCK] - lo
+        scaled *= scale
+        bins = np.minimum(scaled.astype(np.intp), 255)
+        counts += np.bincount(bins, minlength=256)
     edges = np.linspace(lo, hi, 257)
     centres = (edges[:-1] + edges[1:]) / 2
     weight = np.cumsum(counts)
