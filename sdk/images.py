@@ -8,7 +8,7 @@ import os
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -379,8 +379,8 @@ def _uninverted(grey: np.ndarray) -> np.ndarray:
     flip = _opened(flip, reach - 2)
     # A region reaching the image's edge (a band, a margin, a label's box cut by the frame):
     # strokes keep inside it.
-    edge = flip[[0, -1]].any() or flip[:, [0, -1]].any()
-    if between.mean() > _BETWEEN or flip.mean() < 0.04 or not edge:
+    reaches = bool(flip[[0, -1]].any() or flip[:, [0, -1]].any())
+    if between.mean() > _BETWEEN or flip.mean() < 0.04 or not reaches:
         return grey
     # And a step at its edge, from one shade to the other between neighbouring pixels: a thick
     # stroke's core ends inside the stroke, where both sides are ink.
@@ -563,7 +563,7 @@ _FLAT_BORDER = True
 try:
     from numpy.linalg import _umath_linalg
 
-    _SOLVE = _umath_linalg.solve1
+    _SOLVE: Any = _umath_linalg.solve1
 except (ImportError, AttributeError):  # another numpy's layout: the public solver
     _SOLVE = None
 
