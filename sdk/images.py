@@ -322,9 +322,7 @@ def _despeckled(grey: np.ndarray) -> np.ndarray:
     for dy in (-1, 0, 1):  # unlike all eight neighbours: a thin line's pixel has two alike
         for dx in (-1, 0, 1):
             if dy or dx:
-                side = grey[
-                    1 + dy : height - 1 + dy : stride, 1 + dx : width - 1 + dx : stride
-                ]
+                side = grey[1 + dy : height - 1 + dy : stride, 1 + dx : width - 1 + dx : stride]
                 isolated &= np.abs(centre - side) > 0.5 * span
     # Real strokes and pages hold next to none: one in a hundred pixels is noise.
     if isolated.sum() < 0.01 * isolated.size:
@@ -362,7 +360,7 @@ def _uninverted(grey: np.ndarray) -> np.ndarray:
     padded = np.pad(small, half, mode="reflect")
     h, w = small.shape
     window = np.stack(
-        [padded[dy : dy + h, dx : dx + w] for dy in range(0, reach, 2) for dx in range(0, reach, 2)]
+        [padded[dy : dy + h, dx : dx + w] for dy in range(reach) for dx in range(reach)]
     )
     shade = np.median(window, axis=0)
     gap = float(shade.max() - shade.min())
@@ -379,8 +377,9 @@ def _uninverted(grey: np.ndarray) -> np.ndarray:
     flip = _opened(flip, reach - 2)
     # A region reaching the image's edge (a band, a margin, a label's box cut by the frame):
     # strokes keep inside it.
-    reaches = bool(flip[[0, -1]].any() or flip[:, [0, -1]].any())
-    if between.mean() > _BETWEEN or flip.mean() < 0.04 or not reaches:
+    contact = int(flip[[0, -1]].sum() + flip[1:-1, [0, -1]].sum())
+    reaches = contact >= reach - 2  # along the edge for a region's width, not a stroke's
+    if between.mean() > _BETWEEN or flip.mean() < 0.04 or not reaches or not _boxy(flip):
         return grey
     # And a step at its edge, from one shade to the other between neighbouring pixels: a thick
     # stroke's core ends inside the stroke, where both sides are ink.
@@ -395,9 +394,28 @@ def _uninverted(grey: np.ndarray) -> np.ndarray:
     flip = np.asarray(
         Image.fromarray(flip).resize((width, height), Image.Resampling.NEAREST), dtype=bool
     )
-    dark = float(np.median(grey[~flip]))
-    bright = float(np.median(grey[flip]))
-    return np.where(flip, dark + bright - grey, grey).astype(np.float32)
+    outside = float(np.median(grey[~flip]))
+    inside = float(np.median(grey[flip]))
+    # The shades' edge is a median's, good to a pixel or two: within two pixels of it, a pixel
+    # belongs to the region whose shade it is nearer, so that the edge is where the step is and
+    # no sliver of the region is left standing as a stroke.
+    near = _grown(_grown(flip, diagonal=True), diagonal=True)
+    near &= ~_eroded(_eroded(flip))
+    flip = np.where(near, np.abs(grey - inside) < np.abs(grey - outside), flip)
+    return np.where(flip, outside + inside - grey, grey).astype(np.float32)
+
+
+def _boxy(mask: np.ndarray) -> bool:
+    """Whether a bool mask is made of boxes (bands, rectangles): most of the rows that cross it
+    cross about as many of its pixels, and so do most of its columns; a digit's strokes are
+    crossed by some lines for long and by others for short."""
+    for lines in (mask, mask.T):
+        counts = lines.sum(axis=1)
+        counts = counts[counts > 0]
+        alike = np.abs(counts - np.median(counts)) <= 2
+        if alike.mean() < 0.6:
+            return False
+    return True
 
 
 def _opened(mask: np.ndarray, reach: int) -> np.ndarray:
