@@ -23,6 +23,8 @@ _GRID = 48  # the background is fitted on the image reduced to this side: light 
 _BETWEEN = 0.2  # at most this share of the shades lies between two regions of inverted light
 _STEP = 0.4  # and the step at their edge is at least this share of the image's range
 _ORIENTATION = 0x0112  # EXIF's tag for how to turn the stored pixels upright
+_STEPS = np.arange(257, dtype=np.float64)
+_STEPS.flags.writeable = False
 _BLOCK = 8192  # pixels a block, where a whole page would need large temporaries
 _FAINT = 0.05  # fainter than this (of the ink's level) after resampling is resampling's ripple
 # MNIST's strokes, as a fraction of the box's side, measured as `_stroke_width` does: 8% of its
@@ -319,13 +321,15 @@ def _despeckled(grey: np.ndarray) -> np.ndarray:
     if span <= 0:
         return grey
     isolated = (centre <= lo + 0.1 * span) | (centre >= hi - 0.1 * span)
-    for dy in (-1, 0, 1):  # unlike all eight neighbours: a thin line's pixel has two alike
-        for dx in (-1, 0, 1):
-            if dy or dx:
-                side = grey[1 + dy : height - 1 + dy : stride, 1 + dx : width - 1 + dx : stride]
-                isolated &= np.abs(centre - side) > 0.5 * span
-    # Real strokes and pages hold next to none: one in a hundred pixels is noise.
-    if isolated.sum() < 0.01 * isolated.size:
+    few = 0.01 * isolated.size  # real strokes and pages hold next to none: one in a hundred
+    # Unlike all eight neighbours (a thin line's pixel has two alike); the left and right
+    # ones first, which settle most images.
+    for dy, dx in ((0, -1), (0, 1), (-1, -1), (-1, 0), (-1, 1), (1, -1), (1, 0), (1, 1)):
+        if dx == -1 and dy == -1 and isolated.sum() < few:
+            return grey
+        side = grey[1 + dy : height - 1 + dy : stride, 1 + dx : width - 1 + dx : stride]
+        isolated &= np.abs(centre - side) > 0.5 * span
+    if isolated.sum() < few:
         return grey
     padded = np.pad(grey, 1, mode="edge")
     shifted = [padded[dy : dy + height, dx : dx + width] for dy in range(3) for dx in range(3)]
@@ -639,7 +643,9 @@ def _otsu(values: np.ndarray) -> float:
         scaled *= scale
         bins = np.minimum(scaled.astype(np.intp), 255)
         counts += np.bincount(bins, minlength=256)
-    edges = np.linspace(lo, hi, 257)
+    edges = _STEPS * ((hi - lo) / 256)  # np.linspace(lo, hi, 257), bit for bit
+    edges += lo
+    edges[-1] = hi
     centres = (edges[:-1] + edges[1:]) / 2
     weight = np.cumsum(counts)
     total = weight[-1]
