@@ -299,7 +299,7 @@ def _digit(grey: np.ndarray) -> np.ndarray | None:
         # digit (a line, a scribble, a blot) or a digit already as large as it should be, so
         # it keeps its size instead of being shrunk into the box.
         wide = round(max(fine.shape) * extent / side)
-        box = min(SIDE, wide) if wide > _BOX + 3 else _BOX
+        box = min(SIDE, wide) if wide > _BOX + 5 else _BOX
     return _centred(_resized(fine * 255, box))
 
 

@@ -111,11 +111,11 @@ def test_inverted_bands_are_turned_back_and_their_edges_are_not_strokes(sample, 
 
 
 def test_clutter_beside_a_28x28_digit_does_not_shrink_it(sample) -> None:
-    """A blot in the corner of a 28x28 MNIST digit: the digit keeps its 20 rows instead of
-    being shrunk so that digit and blot fit in 20."""
+    """Blots in two corners of a 28x28 MNIST digit: the digit keeps its 20 rows instead of
+    being shrunk so that digit and blots fit in 20."""
     for label in range(10):
         digit = _digit(sample, label).copy()
-        digit[0:3, 0:3] = 255
+        digit[0:3, 0:3] = digit[25:28, 25:28] = 255
         out = onnxdigits.load_image(png(digit))
         rows = np.flatnonzero(out.any(axis=1))
         assert rows[-1] - rows[0] + 1 >= 22, label
