@@ -17,9 +17,9 @@ from tests.sdk.test_images import aligned_difference, box, png
 # (measured: files - arrays on seed 0); strict, so that meeting one is noticed.
 NOT_YET = {
     "zig-zag scribble across": "-0.023: the scribble's ink sets the digit's box and mass",
-    "straight line across": "-0.015: the line's ink sets the digit's box and mass",
-    "blots": "-0.026: a blot touching the digit stays in its box",
-    "a region inverted": "-0.061: regions inside the image are not turned back",
+    "straight line across": "-0.018: the line's ink sets the digit's box and mass",
+    "blots": "-0.035: a blot near the digit stays in its box",
+    "a region inverted": "-0.056: regions inside the image are not turned back",
     "fog": "-0.090: patchy fog is not a quadratic surface",
 }
 
@@ -50,7 +50,8 @@ def _params() -> list:
 @pytest.mark.parametrize("name", _params())
 def test_files_read_at_least_as_well_as_arrays(damage_accuracy, name: str) -> None:
     arrays, files = damage_accuracy[name]
-    assert files >= arrays - 0.01, f"files {files:.3f} < arrays {arrays:.3f} - 0.01"
+    # (a whisker below 0.01: one image in a thousand is 0.001, and 0.832 - 0.01 is not 0.822)
+    assert files >= arrays - 0.01 - 1e-9, f"files {files:.3f} < arrays {arrays:.3f} - 0.01"
 
 
 @pytest.mark.parametrize(
