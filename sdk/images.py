@@ -8,8 +8,9 @@ import math
 import os
 import re
 from collections.abc import Iterator, Sequence
+from functools import lru_cache
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
@@ -22,6 +23,12 @@ SIDE = IMAGE_SHAPE[0]
 _BOX = 20  # MNIST fits each digit into a 20x20 box, then centres its mass in 28x28
 _WORK = 1024  # larger images are reduced to this side first: the digit ends up 20 pixels tall
 _GRID = 48  # the background is fitted on the image reduced to this side: light varies slowly
+_BETWEEN = 0.2  # at most this share of the shades lies between two regions of inverted light
+_STEP = 0.4  # and the step at their edge is at least this share of the image's range
+_ORIENTATION = 0x0112  # EXIF's tag for how to turn the stored pixels upright
+_STEPS = np.arange(257, dtype=np.float64)
+_STEPS.flags.writeable = False
+_BLOCK = 8192  # pixels a block, where a whole page would need large temporaries
 _FAINT = 0.05  # fainter than this (of the ink's level) after resampling is resampling's ripple
 # MNIST's strokes, as a fraction of the box's side, measured as `_stroke_width` does: 8% of its
 # digits are thinner than 0.08, 11% thicker than 0.14. Strokes outside are brought to the edge.
@@ -246,17 +253,24 @@ def _load(source: ImageSource, name: str) -> np.ndarray:
 
 def _grey(image: Image.Image) -> np.ndarray:
     """The image upright and grey, float32 (H, W) in 0..255; transparent parts are background."""
-    image = ImageOps.exif_transpose(image)
+    if image.getexif().get(_ORIENTATION, 1) != 1:  # else exif_transpose would only copy it
+        image = ImageOps.exif_transpose(image)
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-        rgba = image.convert("RGBA")
+        rgba = image if image.mode == "RGBA" else image.convert("RGBA")
         alpha = np.asarray(rgba.getchannel("A"), dtype=np.float32) / 255
         grey = np.asarray(rgba.convert("L"), dtype=np.float32)
         # What shows through is background: put it behind the opaque part in the shade that the
         # opaque part stands out from (black behind white ink, white behind dark ink).
         weight = alpha.sum()
-        ink = float((grey * alpha).sum() / weight) if weight else 0.0
+        opaque = grey * alpha
+        ink = float(opaque.sum() / weight) if weight else 0.0
         behind = 0.0 if ink > 127.5 else 255.0
-        return grey * alpha + behind * (1 - alpha)
+        through = np.subtract(1, alpha, out=alpha)
+        through *= behind
+        opaque += through
+        return opaque
+    if image.mode == "L":
+        return np.asarray(image, dtype=np.float32)
     if image.mode.startswith("I") or image.mode == "F":  # Pillow's "L" would clip or wrap them
         return _levels(np.asarray(image, dtype=np.float32), image.mode)
     return np.asarray(image.convert("L"), dtype=np.float32)
@@ -442,28 +456,188 @@ def _reason(exc: BaseException) -> str:
 
 def _digit(grey: np.ndarray) -> np.ndarray | None:
     """MNIST form of a grey image, float32 (H, W) in 0..255; None when it holds no ink."""
+    native = grey.shape == (SIDE, SIDE)
     grey = _resized(grey, min(max(grey.shape), _WORK))
+    grey = _despeckled(grey)
+    grey = _uninverted(grey)
     ink, threshold, noise = _ink(grey)
     mask = ink > threshold
     # A pixel above the threshold with no neighbour above it is noise, not a stroke.
     mask &= _neighbours(mask) >= 2
     if not mask.any():
         return None
+    # From here on only the ink's box matters (a pixel's margin round it for the rim).
+    rows, cols = _extent(mask)
+    height, width = mask.shape
+    rows = slice(max(rows.start - 1, 0), min(rows.stop + 1, height))
+    cols = slice(max(cols.start - 1, 0), min(cols.stop + 1, width))
+    mask, ink = mask[rows, cols], ink[rows, cols]
     # The strokes' faint rim belongs to the digit too (MNIST's box holds every grey pixel);
     # fainter than three times the noise is background.
     floor = 3 * noise
     inked = _grown(mask, diagonal=True) & (ink > floor)
     level = max(float(np.percentile(ink[mask], 75)), threshold + 1)
-    soft = np.where(inked, np.clip((ink - floor) / (level - floor), 0, 1), 0).astype(np.float32)
+    scaled = np.minimum(np.maximum((ink - floor) / (level - floor), 0), 1)
+    soft = np.where(inked, scaled, 0).astype(np.float32)
     cut = (threshold - floor) / (level - floor)  # the threshold on the soft scale
     rows, cols = _extent(inked)
     # The strokes are measured and mended where they are a few pixels wide and the 20-pixel
     # box is a whole multiple: the ink's box brought to at least 4x and at most 16x the box.
-    side = int(np.clip(max(soft[rows, cols].shape), 4 * _BOX, 16 * _BOX))
-    fine = np.clip(_resized(soft[rows, cols], side), 0, 1)
+    extent = max(soft[rows, cols].shape)
+    side = min(max(extent, 4 * _BOX), 16 * _BOX)
+    fine = np.minimum(np.maximum(_resized(soft[rows, cols], side), 0), 1)
     fine = _stroke_mended(fine, cut)
     rows, cols = _extent(fine > _FAINT)
-    return _centred(_resized(fine[rows, cols] * 255, _BOX))
+    fine = fine[rows, cols]
+    box = _BOX
+    if native:
+        # 28x28 is MNIST's own size: ink wider than MNIST's box there is clutter beside the
+        # digit (a line, a scribble, a blot) or a digit already as large as it should be, so
+        # it keeps its size instead of being shrunk into the box.
+        wide = round(max(fine.shape) * extent / side)
+        box = min(SIDE, wide) if wide > _BOX + 5 else _BOX
+    return _centred(_resized(fine * 255, box))
+
+
+def _despeckled(grey: np.ndarray) -> np.ndarray:
+    """The image with salt-and-pepper noise taken out: where many pixels are isolated extremes
+    (at the image's darkest or lightest, unlike all eight of their neighbours), each pixel
+    becomes the median of its 3x3 square; otherwise the image as it was.
+
+    Whether they are many is judged on a grid of about 4,000 pixels (every pixel of a small
+    image), so that a clean page costs little."""
+    height, width = grey.shape
+    if min(height, width) < 3:
+        return grey
+    stride = max(1, math.isqrt(height * width // 4096))
+    rows, cols = slice(1, height - 1, stride), slice(1, width - 1, stride)
+    centre = grey[rows, cols]
+    lo, hi = float(centre.min()), float(centre.max())
+    span = hi - lo
+    if span <= 0:
+        return grey
+    isolated = (centre <= lo + 0.1 * span) | (centre >= hi - 0.1 * span)
+    few = 0.01 * isolated.size  # real strokes and pages hold next to none: one in a hundred
+    # Unlike all eight neighbours (a thin line's pixel has two alike); the left and right
+    # ones first, which settle most images.
+    for dy, dx in ((0, -1), (0, 1), (-1, -1), (-1, 0), (-1, 1), (1, -1), (1, 0), (1, 1)):
+        if dx == -1 and dy == -1 and isolated.sum() < few:
+            return grey
+        side = grey[1 + dy : height - 1 + dy : stride, 1 + dx : width - 1 + dx : stride]
+        isolated &= np.abs(centre - side) > 0.5 * span
+    if isolated.sum() < few:
+        return grey
+    padded = np.pad(grey, 1, mode="edge")
+    shifted = [padded[dy : dy + height, dx : dx + width] for dy in range(3) for dx in range(3)]
+    return np.partition(np.stack(shifted), 4, axis=0)[4]
+
+
+def _uninverted(grey: np.ndarray) -> np.ndarray:
+    """The image with regions whose light is inverted (a band, a box printed light on dark in a
+    dark-on-light page) turned back, so that one background runs under the whole digit.
+
+    The background's shade at each pixel is the median of a square several strokes wide (a
+    median keeps a region's sharp edge where it is, and strokes are too thin to move it); where
+    it splits into two shades with sharp edges between them, the smaller part is inverted."""
+    height, width = grey.shape
+    if min(height, width) < 16:
+        return grey
+    # Cheap first: such a region reaching the edge leaves the edge in two shades, and few
+    # pixels of it in between (light falling off across a page passes through them all).
+    edge = np.concatenate([grey[0], grey[-1], grey[1:-1, 0], grey[1:-1, -1]])
+    lo, hi = float(edge.min()), float(edge.max())
+    if hi - lo < 64 or (np.abs(edge - (lo + hi) / 2) < 0.25 * (hi - lo)).mean() > 0.2:
+        return grey
+    small = _resized(grey, min(max(grey.shape), _GRID))
+    lo, hi = np.percentile(small, [2, 98])
+    span = float(hi - lo)
+    # Cheap first: a second shade covers a good part of the image or it is not there.
+    light = small > lo + 0.5 * span
+    if span < 64 or not 0.2 <= light.mean() <= 0.8:
+        return grey
+    reach = max(3, max(small.shape) // 3) // 2 * 2 + 1  # a few strokes wide, odd
+    half = reach // 2
+    padded = np.pad(small, half, mode="reflect")
+    h, w = small.shape
+    window = np.stack(
+        [padded[dy : dy + h, dx : dx + w] for dy in range(reach) for dx in range(reach)]
+    )
+    shade = np.median(window, axis=0)
+    gap = float(shade.max() - shade.min())
+    if gap < 0.5 * span:
+        return grey
+    mid = float(shade.min()) + gap / 2
+    # Sharp edges: few pixels of shade in between the two shades (light falling off across
+    # the page, or fog, passes through every shade in between).
+    between = np.abs(shade - mid) < 0.25 * gap
+    flip = shade > mid
+    if flip.mean() > 0.5:
+        flip = ~flip
+    # Only what is wider than a stroke: a thick stroke's core is not a region of its own.
+    flip = _opened(flip, reach - 2)
+    # A region reaching the image's edge (a band, a margin, a label's box cut by the frame):
+    # strokes keep inside it.
+    contact = int(flip[[0, -1]].sum() + flip[1:-1, [0, -1]].sum())
+    reaches = contact >= reach - 2  # along the edge for a region's width, not a stroke's
+    if between.mean() > _BETWEEN or flip.mean() < 0.04 or not reaches or not _boxy(flip):
+        return grey
+    # And a step at its edge, from one shade to the other between neighbouring pixels: a thick
+    # stroke's core ends inside the stroke, where both sides are ink.
+    # (the shades' edge may sit a pixel off the step: the largest step within a pixel counts)
+    rows = np.pad(np.abs(small[:, 1:] - small[:, :-1]), ((0, 0), (1, 1)))
+    cols = np.pad(np.abs(small[1:] - small[:-1]), ((1, 1), (0, 0)))
+    rows = np.maximum(np.maximum(rows[:, :-2], rows[:, 1:-1]), rows[:, 2:])
+    cols = np.maximum(np.maximum(cols[:-2], cols[1:-1]), cols[2:])
+    steps = np.concatenate([rows[flip[:, 1:] != flip[:, :-1]], cols[flip[1:] != flip[:-1]]])
+    if steps.size == 0 or np.median(steps) < _STEP * span:
+        return grey
+    flip = np.asarray(
+        Image.fromarray(flip).resize((width, height), Image.Resampling.NEAREST), dtype=bool
+    )
+    outside = float(np.median(grey[~flip]))
+    inside = float(np.median(grey[flip]))
+    # The shades' edge is a median's, good to a pixel or two: within two pixels of it, a pixel
+    # belongs to the region whose shade it is nearer, so that the edge is where the step is and
+    # no sliver of the region is left standing as a stroke.
+    near = _grown(_grown(flip, diagonal=True), diagonal=True)
+    near &= ~_eroded(_eroded(flip))
+    flip = np.where(near, np.abs(grey - inside) < np.abs(grey - outside), flip)
+    return np.where(flip, outside + inside - grey, grey).astype(np.float32)
+
+
+def _boxy(mask: np.ndarray) -> bool:
+    """Whether a bool mask is made of boxes (bands, rectangles): most of the rows that cross it
+    cross about as many of its pixels, and so do most of its columns; a digit's strokes are
+    crossed by some lines for long and by others for short."""
+    for lines in (mask, mask.T):
+        counts = lines.sum(axis=1)
+        counts = counts[counts > 0]
+        alike = np.abs(counts - np.median(counts)) <= 2
+        if alike.mean() < 0.6:
+            return False
+    return True
+
+
+def _opened(mask: np.ndarray, reach: int) -> np.ndarray:
+    """The parts of a bool mask that a square of side `reach` fits in (beyond the image's edge
+    counts as set, so a band along the edge keeps its width)."""
+    half = reach // 2
+    height, width = mask.shape
+    for axis, size in ((0, height), (1, width)):  # eroded, one axis at a time
+        padded = np.pad(
+            mask, [(half, half) if a == axis else (0, 0) for a in (0, 1)], constant_values=True
+        )
+        out = np.ones_like(mask)
+        for shift in range(reach):
+            out &= padded[shift : shift + size] if axis == 0 else padded[:, shift : shift + size]
+        mask = out
+    for axis, size in ((0, height), (1, width)):  # then grown back
+        padded = np.pad(mask, [(half, half) if a == axis else (0, 0) for a in (0, 1)])
+        out = np.zeros_like(mask)
+        for shift in range(reach):
+            out |= padded[shift : shift + size] if axis == 0 else padded[:, shift : shift + size]
+        mask = out
+    return mask
 
 
 def _resized(array: np.ndarray, side: int) -> np.ndarray:
@@ -489,76 +663,164 @@ def _ink(grey: np.ndarray) -> tuple[np.ndarray, float, float]:
         float32 (H, W) in grey levels (the background near 0, the ink positive whether it was
         darker or lighter than the page), the ink threshold and the noise's standard deviation.
     """
-    residual = grey - _background(grey)
-    noise = _noise(residual, _ring(*grey.shape))
+    residual = _departure(grey, _background(grey))
+    noise = _noise(residual)
     # The ink is whatever departs from the background by more than noise does; it is dark
     # where the departures below the background outweigh those above it.
     strong = 4 * noise
     above = float(residual[residual > strong].sum())
     below = float(-residual[residual < -strong].sum())
-    ink = residual if above >= below else -residual
+    ink = residual if above >= below else np.negative(residual, out=residual)
     return ink, max(_otsu(ink), 6 * noise), noise
 
 
-def _noise(residual: np.ndarray, ring: np.ndarray) -> float:
+def _noise(residual: np.ndarray) -> float:
     """The noise's standard deviation (robustly, from the median absolute departure) on the
-    border, which is background however much of the middle the digit covers; at least one
-    grey level."""
-    return max(1.4826 * float(np.median(np.abs(residual[ring]))), 1.0)
+    border (`_ring`'s pixels), which is background however much of the middle the digit
+    covers; at least one grey level."""
+    height, width = residual.shape
+    depth = 2 if min(height, width) >= 16 else 1
+    if height <= 2 * depth or width <= 2 * depth:
+        ring = residual.ravel()
+    else:  # the ring's strips (a median does not depend on the order)
+        middle = residual[depth:-depth]
+        ring = np.concatenate(
+            [
+                residual[:depth].ravel(),
+                residual[-depth:].ravel(),
+                middle[:, :depth].ravel(),
+                middle[:, -depth:].ravel(),
+            ]
+        )
+    return max(1.4826 * _median(np.abs(ring)), 1.0)
+
+
+def _median(values: np.ndarray) -> float:
+    """The median of a 1-D array, as np.median gives it (bit for bit), by one partition."""
+    count = values.size
+    half = count // 2
+    if count % 2:
+        return float(np.partition(values, half)[half])
+    low, high = np.partition(values, (half - 1, half))[half - 1 : half + 1]
+    return float((low + high) / 2)
 
 
 def _background(grey: np.ndarray) -> np.ndarray:
     """The page under the digit: a smooth surface (quadratic in x and y) fitted to the grey
     levels robustly, starting from the border and leaving out whatever departs from it, so
-    that light falling off across a page is taken out before anything is called ink."""
+    that light falling off across a page is taken out before anything is called ink.
+
+    Returns:
+        float64 (6,): the surface's coefficients of 1, x, y, x^2, xy, y^2 (`_quadratic`).
+    """
     small = _resized(grey, min(max(grey.shape), _GRID))
+    if _FLAT_BORDER:
+        edge = np.concatenate([small[0], small[-1], small[:, 0], small[:, -1]])
+        level = float(edge[0])
+        if (edge == level).all():
+            # A border of one exact level (a drawing, a rendering, MNIST's own digits) is a
+            # page that no light falls across: the page is that level, without a fit.
+            return np.array([level, 0, 0, 0, 0, 0], dtype=np.float64)
     basis = _quadratic(*small.shape)
     values = small.ravel().astype(np.float64)
     ring = _ring(*small.shape).ravel()
     # A robust start, which ink on the border cannot pull: the border pixels near its median.
-    level = float(np.median(values[ring]))
-    spread = max(1.4826 * float(np.median(np.abs(values[ring] - level))), 1.0)
+    border = values[ring]
+    level = _median(border)
+    spread = max(1.4826 * _median(np.abs(border - level)), 1.0)
     keep = ring & (np.abs(values - level) <= 3 * spread)
-    for region in (ring, np.ones_like(ring)):  # the border first, then all that agrees with it
+    for region in (ring, None):  # the border first, then all that agrees with it
         for _ in range(5):
             coef = _least_squares(basis[keep], values[keep])
-            residual = values - basis @ coef
-            spread = max(1.4826 * float(np.median(np.abs(residual[keep]))), 1.0)
-            update = region & (np.abs(residual) <= 3 * spread)
-            if update.sum() < basis.shape[1] or (update == keep).all():
+            distance = np.abs(values - basis @ coef)
+            spread = max(1.4826 * _median(distance[keep]), 1.0)
+            update = distance <= 3 * spread
+            if region is not None:
+                update &= region
+            if np.count_nonzero(update) < basis.shape[1] or np.array_equal(update, keep):
                 break
             keep = update
+    return coef
+
+
+def _departure(grey: np.ndarray, coef: np.ndarray) -> np.ndarray:
+    """float32 (H, W): the grey levels less the background's surface (`_background`'s
+    coefficients) at every pixel, worked out in float64 and rounded to float32 as the surface,
+    a block of rows at a time (the terms in x are a row's, those in y a column's)."""
+    if not coef[1:].any():  # a level page: the same difference, without the terms
+        return grey - np.float32(coef[0])
     x, y = _coordinates(*grey.shape)
-    x, y = x[None, :], y[:, None]  # the surface at every pixel, by broadcasting: (H, W)
-    surface = coef[0] + coef[1] * x + coef[2] * y + coef[3] * x * x + coef[4] * x * y
-    return (surface + coef[5] * y * y).astype(np.float32)
+    x, y = x[None, :], y[:, None]
+    start = coef[0] + coef[1] * x  # (1, W)
+    square_x = coef[3] * x * x
+    slope_xy = coef[4] * x
+    term_y, square_y = coef[2] * y, coef[5] * y * y  # (H, 1)
+    out = np.empty(grey.shape, np.float32)
+    rows = max(1, 16384 // grey.shape[1])  # a block's float64 temporaries stay in the cache
+    block = np.empty((rows, grey.shape[1]))
+    mixed = np.empty((rows, grey.shape[1]))
+    for top in range(0, grey.shape[0], rows):
+        part = slice(top, top + rows)
+        count = len(y[part])
+        surface, cross = block[:count], mixed[:count]
+        # The surface in the order `c0 + c1 x + c2 y + c3 x x + c4 x y + c5 y y` sums it.
+        np.add(start, term_y[part], out=surface)
+        surface += square_x
+        np.multiply(slope_xy, y[part], out=cross)
+        surface += cross
+        surface += square_y[part]
+        np.subtract(grey[part], surface.astype(np.float32), out=out[part])
+    return out
+
+
+_EYE = np.eye(6)
+# Whether a border of one exact level is taken for the page without fitting a surface: the one
+# shortcut that alters pixels (slightly, on such images); off, the normaliser gives main's
+# output bit for bit, which tests/sdk/test_images_exact.py holds it to.
+_FLAT_BORDER = True
+try:
+    from numpy.linalg import _umath_linalg
+
+    _SOLVE: Any = _umath_linalg.solve1
+except (ImportError, AttributeError):  # another numpy's layout: the public solver
+    _SOLVE = None
 
 
 def _least_squares(basis: np.ndarray, values: np.ndarray) -> np.ndarray:
     """The coefficients that fit `basis @ coef` to `values` best, by the normal equations (a
     6x6 system: far quicker than a general solver, and the terms are well scaled); a whisker
     of ridge keeps a fit to few pixels solvable."""
-    gram = basis.T @ basis + 1e-9 * len(values) * np.eye(basis.shape[1])
-    return np.linalg.solve(gram, basis.T @ values)
+    gram = basis.T @ basis + 1e-9 * len(values) * _EYE
+    if _SOLVE is None:
+        return np.linalg.solve(gram, basis.T @ values)
+    # np.linalg.solve's own kernel without its per-call checks and error state (the ridge
+    # keeps the system positive definite): a third of the fit's time on small images.
+    return _SOLVE(gram, basis.T @ values, signature="dd->d")
 
 
+@lru_cache(maxsize=64)
 def _coordinates(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     """x of each column's centre and y of each row's, both running over [-1, 1]."""
     return (np.arange(width) + 0.5) / width * 2 - 1, (np.arange(height) + 0.5) / height * 2 - 1
 
 
+@lru_cache(maxsize=64)
 def _quadratic(height: int, width: int) -> np.ndarray:
     """The terms 1, x, y, x^2, xy, y^2 at each pixel's centre: (H*W, 6)."""
     x, y = np.meshgrid(*_coordinates(height, width))
     x, y = x.ravel(), y.ravel()
-    return np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=1)
+    basis = np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=1)
+    basis.flags.writeable = False  # cached: shared by every call
+    return basis
 
 
+@lru_cache(maxsize=64)
 def _ring(height: int, width: int) -> np.ndarray:
     """bool (H, W): the outermost pixels (two deep where the image has room)."""
     depth = 2 if min(height, width) >= 16 else 1
     ring = np.ones((height, width), bool)
     ring[depth:-depth, depth:-depth] = False
+    ring.flags.writeable = False  # cached: shared by every call
     return ring
 
 
@@ -567,9 +829,19 @@ def _otsu(values: np.ndarray) -> float:
     lo, hi = float(values.min()), float(values.max())
     if hi - lo < 1e-6:
         return hi
-    bins = np.minimum(((values - lo) * (256 / (hi - lo))).astype(np.intp), 255)
-    counts = np.bincount(bins.ravel(), minlength=256)
-    edges = np.linspace(lo, hi, 257)
+    scale = 256 / (hi - lo)
+    flat = values.ravel()
+    counts = np.zeros(256, np.intp)
+    # The histogram a block at a time: the blocks' temporaries stay small enough for the
+    # allocator to reuse instead of mapping fresh pages for each (and counts add exactly).
+    for start in range(0, flat.size, _BLOCK):
+        scaled = flat[start : start + _BLOCK] - lo
+        scaled *= scale
+        bins = np.minimum(scaled.astype(np.intp), 255)
+        counts += np.bincount(bins, minlength=256)
+    edges = _STEPS * ((hi - lo) / 256)  # np.linspace(lo, hi, 257), bit for bit
+    edges += lo
+    edges[-1] = hi
     centres = (edges[:-1] + edges[1:]) / 2
     weight = np.cumsum(counts)
     total = weight[-1]
@@ -583,12 +855,13 @@ def _otsu(values: np.ndarray) -> float:
 def _neighbours(mask: np.ndarray) -> np.ndarray:
     """int8 (H, W): how many pixels of the 3x3 square around each pixel, itself included, are
     set in a bool mask (outside it, none)."""
-    padded = np.pad(mask, 1).astype(np.int8)
     height, width = mask.shape
-    total = np.zeros((height, width), np.int8)
-    for dy in range(3):
-        for dx in range(3):
-            total += padded[dy : dy + height, dx : dx + width]
+    padded = np.zeros((height + 2, width + 2), np.int8)
+    padded[1:-1, 1:-1] = mask
+    rows = padded[:-2] + padded[1:-1]  # the 3x3 sums, one axis at a time
+    rows += padded[2:]
+    total = rows[:, :-2] + rows[:, 1:-1]
+    total += rows[:, 2:]
     return total
 
 
@@ -601,8 +874,17 @@ def _extent(mask: np.ndarray) -> tuple[slice, slice]:
 def _stroke_width(shape: np.ndarray) -> float:
     """The mean width of the strokes of a bool mask, in pixels: twice its area over its outline
     (a stroke of width w and length l has area w*l and an outline of 2*l)."""
-    outline = shape & (_neighbours(shape) < 9)
+    outline = shape & ~_eroded(shape)
     return 2 * float(shape.sum()) / max(float(outline.sum()), 1.0)
+
+
+def _eroded(mask: np.ndarray) -> np.ndarray:
+    """bool (H, W): the pixels of a mask whose whole 3x3 square is set (outside it, none is)."""
+    height, width = mask.shape
+    padded = np.zeros((height + 2, width + 2), bool)
+    padded[1:-1, 1:-1] = mask
+    rows = padded[:-2] & padded[1:-1] & padded[2:]
+    return rows[:, :-2] & rows[:, 1:-1] & rows[:, 2:]
 
 
 def _stroke_mended(fine: np.ndarray, cut: float) -> np.ndarray:
@@ -623,7 +905,9 @@ def _stroke_mended(fine: np.ndarray, cut: float) -> np.ndarray:
         return fine
     steps = round(abs(width - (lo if width < lo else hi)) / 2)  # a rim widens a stroke by 2
     if width < lo:
-        fine = np.pad(fine, steps)
+        padded = np.zeros((fine.shape[0] + 2 * steps, fine.shape[1] + 2 * steps), fine.dtype)
+        padded[steps : steps + fine.shape[0], steps : steps + fine.shape[1]] = fine
+        fine = padded
         for step in range(steps):
             fine = _grown(fine, diagonal=step % 2 == 0)
         return fine
@@ -637,14 +921,22 @@ def _stroke_mended(fine: np.ndarray, cut: float) -> np.ndarray:
 
 def _grown(image: np.ndarray, *, diagonal: bool) -> np.ndarray:
     """Each pixel the largest of itself and its 8 neighbours (or its 4), the edge repeated."""
-    padded = np.pad(image, 1, mode="edge")
     height, width = image.shape
-    grown = image.copy()
-    for dy in range(3):
-        for dx in range(3):
-            if diagonal or dy == 1 or dx == 1:
-                np.maximum(grown, padded[dy : dy + height, dx : dx + width], out=grown)
-    return grown
+    padded = np.empty((height + 2, width + 2), image.dtype)
+    padded[1:-1, 1:-1] = image
+    padded[0, 1:-1], padded[-1, 1:-1] = image[0], image[-1]
+    padded[:, 0], padded[:, -1] = padded[:, 1], padded[:, -2]
+    # The largest is the same whichever order it is taken in: the 3x3 square's is the largest
+    # over three rows of the largest over three columns.
+    if diagonal:
+        rows = np.maximum(padded[:-2], padded[1:-1])
+        np.maximum(rows, padded[2:], out=rows)
+        grown = np.maximum(rows[:, :-2], rows[:, 1:-1])
+        return np.maximum(grown, rows[:, 2:], out=grown)
+    grown = np.maximum(image, padded[:-2, 1:-1])
+    np.maximum(grown, padded[2:, 1:-1], out=grown)
+    np.maximum(grown, padded[1:-1, :-2], out=grown)
+    return np.maximum(grown, padded[1:-1, 2:], out=grown)
 
 
 def _centred(digit: np.ndarray) -> np.ndarray:
@@ -652,10 +944,11 @@ def _centred(digit: np.ndarray) -> np.ndarray:
     mass = float(digit.sum()) or 1.0
     cy = float((digit.sum(axis=1) * np.arange(digit.shape[0])).sum()) / mass
     cx = float((digit.sum(axis=0) * np.arange(digit.shape[1])).sum()) / mass
-    top = int(np.clip(round(SIDE / 2 - cy), 0, SIDE - digit.shape[0]))
-    left = int(np.clip(round(SIDE / 2 - cx), 0, SIDE - digit.shape[1]))
+    top = min(max(round(SIDE / 2 - cy), 0), SIDE - digit.shape[0])
+    left = min(max(round(SIDE / 2 - cx), 0), SIDE - digit.shape[1])
     out = np.zeros((SIDE, SIDE), np.uint8)
-    out[top : top + digit.shape[0], left : left + digit.shape[1]] = np.clip(np.round(digit), 0, 255)
+    pixels = np.minimum(np.maximum(np.rint(digit), 0), 255)
+    out[top : top + digit.shape[0], left : left + digit.shape[1]] = pixels
     return out
 
 

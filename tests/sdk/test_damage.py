@@ -1,0 +1,122 @@
+"""Damage done to MNIST's own digits (tests/sdk/realistic.py's DAMAGES), read as arrays and as
+PNG files: the normaliser must never make a digit harder to read than its raw pixels were.
+
+Each kind is made from the shipped sample's 1,000 test digits with the generator's fixed seed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxdigits
+import pytest
+
+from tests.sdk import realistic
+from tests.sdk.test_images import aligned_difference, box, png
+
+# Where files still read worse than arrays by more than 0.01 with the shipped classifier
+# (measured: files - arrays on seed 0); strict, so that meeting one is noticed.
+NOT_YET = {
+    "zig-zag scribble across": "-0.023: the scribble's ink sets the digit's box and mass",
+    "straight line across": "-0.018: the line's ink sets the digit's box and mass",
+    "blots": "-0.035: a blot near the digit stays in its box",
+    "a region inverted": "-0.056: regions inside the image are not turned back",
+    "fog": "-0.090: patchy fog is not a quadratic surface",
+}
+
+
+@pytest.fixture(scope="session")
+def damage_accuracy(classifier, sample) -> dict[str, tuple[float, float]]:
+    """Each kind's accuracy as arrays and as files."""
+    images, labels = sample
+    return {
+        damage.name: realistic.damage_accuracy(classifier, damage, images, labels)
+        for damage in realistic.DAMAGES
+    }
+
+
+def _params() -> list:
+    return [
+        pytest.param(
+            d.name,
+            id=d.name,
+            marks=[pytest.mark.xfail(reason=NOT_YET[d.name], strict=True)]
+            if d.name in NOT_YET
+            else [],
+        )
+        for d in realistic.DAMAGES
+    ]
+
+
+@pytest.mark.parametrize("name", _params())
+def test_files_read_at_least_as_well_as_arrays(damage_accuracy, name: str) -> None:
+    arrays, files = damage_accuracy[name]
+    # (a whisker below 0.01: one image in a thousand is 0.001, and 0.832 - 0.01 is not 0.822)
+    assert files >= arrays - 0.01 - 1e-9, f"files {files:.3f} < arrays {arrays:.3f} - 0.01"
+
+
+@pytest.mark.parametrize(
+    ("name", "bar"),
+    [
+        ("none (MNIST as it is)", 0.99),
+        ("salt-and-pepper, 5-20% of pixels", 0.95),  # main's normaliser: 0.67
+        ("left and right bands inverted", 0.55),  # main's: 0.11
+        ("thick strokes", 0.97),  # a thick stroke's core is not an inverted region
+    ],
+)
+def test_accuracy_through_files(damage_accuracy, name: str, bar: float) -> None:
+    assert damage_accuracy[name][1] >= bar, damage_accuracy[name]
+
+
+def _digit(sample, label: int) -> np.ndarray:
+    images, labels = sample
+    return images[np.flatnonzero(labels == label)[0]]
+
+
+@pytest.mark.parametrize("rate", [0.05, 0.2])
+def test_salt_and_pepper_is_taken_out_before_ink_is_decided(sample, rate: float) -> None:
+    for label in range(10):
+        digit = _digit(sample, label)
+        rng = np.random.default_rng(label)
+        hit = rng.random(digit.shape) < rate
+        noisy = np.where(hit, np.where(rng.random(digit.shape) < 0.5, 0, 255), digit)
+        clean = onnxdigits.load_image(png(digit))
+        got = onnxdigits.load_image(png(noisy))
+        # Left in, salt far from the digit sets its box and shrinks it to a speck.
+        assert aligned_difference(got, clean) <= 20, label
+
+
+def test_a_thin_diagonal_line_is_not_salt_and_pepper() -> None:
+    """Pixels of a one-pixel diagonal line have no like 4-neighbour, but two like diagonal
+    ones: a median would rub such a digit (an outline) out."""
+    image = np.zeros((28, 28))
+    for k in range(6, 22):
+        image[k, k] = image[k, 27 - k] = 255
+    out = onnxdigits.load_image(png(image))
+    assert box(out)[0] >= 19 and out.astype(float).sum() > 255 * 20
+
+
+@pytest.mark.parametrize("width", [4, 5])
+def test_inverted_bands_are_turned_back_and_their_edges_are_not_strokes(sample, width: int) -> None:
+    close = []
+    for label in range(10):
+        digit = _digit(sample, label)
+        banded = digit.astype(np.int64)
+        banded[:, :width] = 255 - banded[:, :width]
+        banded[:, -width:] = 255 - banded[:, -width:]
+        clean = onnxdigits.load_image(png(digit))
+        got = onnxdigits.load_image(png(banded))
+        close.append(aligned_difference(got, clean) <= 30)
+    # Taken for ink, the white bands would fill the box and the digit would vanish; a digit
+    # whose strokes run along a band's edge (a wide 0) may still lose its stroke there.
+    assert sum(close) >= 8, close
+
+
+def test_clutter_beside_a_28x28_digit_does_not_shrink_it(sample) -> None:
+    """Blots in two corners of a 28x28 MNIST digit: the digit keeps its 20 rows instead of
+    being shrunk so that digit and blots fit in 20."""
+    for label in range(10):
+        digit = _digit(sample, label).copy()
+        digit[0:3, 0:3] = digit[25:28, 25:28] = 255
+        out = onnxdigits.load_image(png(digit))
+        rows = np.flatnonzero(out.any(axis=1))
+        assert rows[-1] - rows[0] + 1 >= 22, label
