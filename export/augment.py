@@ -231,7 +231,9 @@ def disc_kernels(radius: np.ndarray) -> np.ndarray:
 # Clutter ------------------------------------------------------------------------------------
 
 
-def segment_coverage(start: np.ndarray, end: np.ndarray, width: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def segment_coverage(
+    start: np.ndarray, end: np.ndarray, width: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """How much of each pixel a straight stroke covers, and where along it the pixel lies.
 
     Args:
@@ -246,8 +248,10 @@ def segment_coverage(start: np.ndarray, end: np.ndarray, width: np.ndarray) -> t
     cols = np.arange(SIDE, dtype=np.float32)[None, None, :]
     d = (end - start).astype(np.float32)
     length2 = np.maximum((d**2).sum(1), 1e-6)
-    t = ((rows - start[:, 0, None, None]) * d[:, 0, None, None]
-         + (cols - start[:, 1, None, None]) * d[:, 1, None, None]) / length2[:, None, None]
+    t = (
+        (rows - start[:, 0, None, None]) * d[:, 0, None, None]
+        + (cols - start[:, 1, None, None]) * d[:, 1, None, None]
+    ) / length2[:, None, None]
     t = np.clip(t, 0, 1)
     near_r = start[:, 0, None, None] + t * d[:, 0, None, None]
     near_c = start[:, 1, None, None] + t * d[:, 1, None, None]
@@ -276,7 +280,7 @@ def lines(images: np.ndarray, rng: np.random.Generator, dotted: bool = False) ->
         if dotted:
             period = _column(rng.uniform(2.5, 6, n))
             duty = _column(rng.uniform(0.3, 0.6, n))
-            coverage *= (np.mod(along + rng.uniform(0, 6, (n, 1, 1)), period) < period * duty)
+            coverage *= np.mod(along + rng.uniform(0, 6, (n, 1, 1)), period) < period * duty
         if k == 1:  # the second line in about half the images
             coverage *= _column(rng.random(n) < 0.5)
         marks = np.maximum(marks, coverage)
@@ -431,7 +435,9 @@ def _contrast(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def _brightness(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     n = len(x)
-    return brightness(x, np.where(rng.random(n) < 0.8, rng.uniform(0.2, 0.7, n), -rng.uniform(0.1, 0.4, n)))
+    return brightness(
+        x, np.where(rng.random(n) < 0.8, rng.uniform(0.2, 0.7, n), -rng.uniform(0.1, 0.4, n))
+    )
 
 
 # Each kind of damage, in the order a digit meets them: the hand and the pen, then the page,
@@ -488,7 +494,7 @@ def augment(images: np.ndarray, rng: np.random.Generator, mix: Mix = Mix()) -> n
         float32 (N, 28, 28) in [0, 1].
     """
     n = len(images)
-    x = np.asarray(images, np.float32)
+    x = np.array(images, np.float32)  # a copy: damage is written into it, image by image
     if mix.shift or mix.rotation or mix.zoom:
         x = random_affine(
             x, rng, 2 * np.pi * mix.rotation, 0.0, (1 - mix.zoom, 1 + mix.zoom), mix.shift * SIDE
@@ -496,7 +502,9 @@ def augment(images: np.ndarray, rng: np.random.Generator, mix: Mix = Mix()) -> n
     names = list(KINDS)
     first = np.where(rng.random(n) < mix.damage, rng.integers(0, len(names), n), -1)
     offset = rng.integers(1, len(names), n)  # a second kind, never the first
-    second = np.where((first >= 0) & (rng.random(n) < mix.second), (first + offset) % len(names), -1)
+    second = np.where(
+        (first >= 0) & (rng.random(n) < mix.second), (first + offset) % len(names), -1
+    )
     for k, name in enumerate(names):
         chosen = np.flatnonzero((first == k) | (second == k))
         if len(chosen):
