@@ -63,7 +63,7 @@ def augmentation_option(name: str, what: str, default: float) -> Any:
     default=None,
     help="Passes over the training images. Defaults to each model's own in the recipe: shipped "
     "classifier 40, ae 30, vae 30, cvae 30; notes classifier 1, ae 10, vae 50, cvae 5; world "
-    "classifier 50, the others as shipped.",
+    "classifier 50, ae 30, vae 30, cvae 30.",
 )
 @click.option(
     "--batch-size",
