@@ -14,6 +14,7 @@ import numpy as np
 from onnxdigits import to_batch
 from onnxdigits.specs import IMAGE_SHAPE, MODELS, SUBMODELS
 
+from .augment import KINDS, Augmented, Mix
 from .errors import ExportError
 from .models import RECIPES
 
@@ -45,6 +46,11 @@ class Fitting:
     zoom: float = 0.0
     # The VAEs: the weight of the KL term in the loss (beta; 1 for the plain negative ELBO).
     kl_weight: float = 1.0
+    # The classifier's damage (`export.augment`): above 0, the fraction of each batch that gets
+    # one kind of damage, and `second` the fraction of those that get a second. The shifts,
+    # rotations and zooms above are then drawn in numpy too, in the same batch generator.
+    damage: float = 0.0
+    second: float = 0.0
 
 
 FITTINGS: dict[str, dict[str, Fitting]] = {
@@ -69,6 +75,12 @@ FITTINGS: dict[str, dict[str, Fitting]] = {
         "cvae": Fitting(5, 100, "rmsprop", 1e-3, False, None),
     },
 }
+# The world's: the shipped set's, with the classifier also trained on damaged digits, half of
+# each batch, as they come from pens, scanners, cameras and pages (`export.augment`).
+FITTINGS["world"] = {
+    **FITTINGS["shipped"],
+    "classifier": replace(FITTINGS["shipped"]["classifier"], epochs=50, damage=0.5, second=0.3),
+}
 # Epochs of each model in the default recipe, the shipped set's.
 EPOCHS = {model: fitting.epochs for model, fitting in FITTINGS["shipped"].items()}
 
@@ -87,6 +99,7 @@ class TrainConfig:
     shift: float | None = None  # the classifier's augmentation (see Fitting)
     rotation: float | None = None
     zoom: float | None = None
+    damage: float | None = None
     kl_weight: float | None = None  # the VAEs' (see Fitting)
     verbose: int = 2
 
@@ -100,7 +113,7 @@ class TrainConfig:
             raise ExportError(f"unknown recipe {self.recipe!r}; choose from {', '.join(FITTINGS)}")
         names = ["epochs", "batch_size", "learning_rate"]
         if model == "classifier":  # the only model that is augmented
-            names += ["shift", "rotation", "zoom"]
+            names += ["shift", "rotation", "zoom", "damage"]
         if model in ("vae", "cvae"):
             names.append("kl_weight")
         changes = {name: getattr(self, name) for name in names if getattr(self, name) is not None}
@@ -138,6 +151,17 @@ def _fit(
         keras.optimizers.schedules.CosineDecay(rate, steps) if fitting.cosine else rate
     )
     x_val, y_val = validation
+    if name == "classifier" and fitting.damage > 0:
+        if fitting.loss == "categorical_crossentropy":
+            raise ExportError("damage needs integer labels: a sparse loss")
+        model.compile(optimizer, loss=fitting.loss, metrics=["accuracy"])
+        mix = Mix(fitting.damage, fitting.second, fitting.shift, fitting.rotation, fitting.zoom)
+        return model.fit(
+            Augmented(x, y, fitting.batch_size, mix, seed),
+            epochs=fitting.epochs,
+            verbose=verbose,
+            validation_data=(x_val, y_val) if len(x_val) else None,
+        )
     if name == "classifier":
         augment = augmentation(fitting, seed)
         if augment:
@@ -283,6 +307,7 @@ def train(
             "images": len(x_fit),
             "validation": held,
             "build": options,
+            **({"damage_kinds": list(KINDS)} if fitting.damage > 0 else {}),
             "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
         }
         if "classifier.single" in built:

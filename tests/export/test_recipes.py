@@ -115,7 +115,7 @@ def test_the_notes_vaes_are_the_notes_and_examples_architectures() -> None:
 
 
 def test_every_notes_model_keeps_the_contract() -> None:
-    assert set(RECIPES) == set(FITTINGS) == {"shipped", "notes"}
+    assert set(RECIPES) == set(FITTINGS) == {"shipped", "notes", "world"}
     for family, builder in NOTES_BUILDERS.items():
         assert family in builder()
         for key, model in builder().items():
