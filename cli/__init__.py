@@ -24,8 +24,10 @@ from .training import (
     TRAIN_EXTRA,
     evaluate_command,
     export_command,
+    fit_classes_command,
     rewrite_command,
     train_command,
+    write_metadata_command,
 )
 
 for _command in (
@@ -41,6 +43,8 @@ for _command in (
     train_command,
     export_command,
     rewrite_command,
+    fit_classes_command,
+    write_metadata_command,
     evaluate_command,
     bench_command,
     score_command,

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from .classes import LatentClasses
 from .errors import ArtifactError
 from .specs import MANIFEST, SCHEMA_VERSION, SUBMODELS, SubmodelSpec
 
@@ -99,7 +100,8 @@ class Entry:
     """One submodel's manifest entry, checked against the contract in `specs`.
 
     `reference` and `parity` are None when the manifest lacks them; reading a reference then
-    raises `ArtifactError`.
+    raises `ArtifactError`. `latent_classes`, on a generator's entry, is each digit's region of
+    the latent space (`onnxdigits.classes`); None when the set has none.
     """
 
     spec: SubmodelSpec
@@ -110,6 +112,7 @@ class Entry:
     parity: ExportParity | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     rewrites: tuple[str, ...] = ()  # graph rewrites applied after conversion, in order
+    latent_classes: LatentClasses | None = None
 
     def to_json(self) -> dict[str, Any]:
         spec = self.spec
@@ -126,6 +129,8 @@ class Entry:
         }
         if self.rewrites:
             raw["rewrites"] = list(self.rewrites)
+        if self.latent_classes is not None:
+            raw["latent_classes"] = self.latent_classes.to_json()
         return raw
 
     @classmethod
@@ -148,6 +153,7 @@ class Entry:
             names = ([t["name"] for t in raw["inputs"]], [t["name"] for t in raw["outputs"]])
             reference = raw.get("reference")
             parity = raw.get("parity")
+            classes = raw.get("latent_classes")
             entry = cls(
                 spec=spec,
                 file=str(raw["file"]),
@@ -159,6 +165,9 @@ class Entry:
                 parity=ExportParity.from_json(parity) if parity else None,
                 metrics=dict(raw.get("metrics") or {}),
                 rewrites=tuple(str(r) for r in raw.get("rewrites") or ()),
+                latent_classes=LatentClasses.from_json(classes, spec.latent_dim or 0)
+                if classes is not None
+                else None,
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ArtifactError(f"the manifest entry of {key!r} is malformed: {exc!r}") from None
