@@ -251,16 +251,9 @@ def rewrite_set(
         data = proto.SerializeToString()
         parity = _check_rewrite(entry.spec, data, plain, store.reference(key), images)
         log.info("%s - rewritten: %s", key, ", ".join(names))
-        rewritten[key] = (
-            data,
-            replace(
-                entry,
-                sha256=sha256_of(data),
-                bytes=len(data),
-                rewrites=entry.rewrites + names,
-                parity=parity,
-            ),
-        )
+        entry = replace(entry, rewrites=entry.rewrites + names, parity=parity)
+        data = _restamp(data, entry, store.json)
+        rewritten[key] = (data, replace(entry, sha256=sha256_of(data), bytes=len(data)))
     if not rewritten:
         return {}
     _commit(
@@ -307,9 +300,10 @@ def add_class_regions(
     files: dict[str, bytes] = {}
     for key, entry in entries.items():
         data = store.model_bytes(key)
-        if metadata.read(data).get("producer") == metadata.PRODUCER:
-            files[key] = metadata.write(data, metadata.properties(entry, store.json))
-            entries[key] = replace(entry, sha256=sha256_of(files[key]), bytes=len(files[key]))
+        restamped = _restamp(data, entry, store.json)
+        if restamped != data:
+            files[key] = restamped
+            entries[key] = replace(entry, sha256=sha256_of(restamped), bytes=len(restamped))
     _commit(store, entries, files)
     return entries
 
@@ -351,6 +345,14 @@ def describe_set(directory: str | os.PathLike[str]) -> dict[str, Entry]:
     if files:
         _commit(store, entries, files)
     return entries
+
+
+def _restamp(data: bytes, entry: Entry, manifest: dict[str, Any]) -> bytes:
+    """A file that carries onnxdigits' metadata with it brought up to date with `entry`; any
+    other file as it is."""
+    if metadata.read(data).get("producer") != metadata.PRODUCER:
+        return data
+    return metadata.write(data, metadata.properties(entry, manifest))
 
 
 def _describe(root: Path, manifest: Manifest) -> dict[str, Entry]:
