@@ -167,10 +167,15 @@ def grid_points(n: int = 15, lo: float = 0.05, hi: float = 0.95) -> np.ndarray:
     Raises:
         InputError: n < 1, or not 0 < lo < hi < 1.
     """
+    return _checked_grid_points(n, lo, hi).copy()
+
+
+def _checked_grid_points(n: int, lo: float, hi: float) -> np.ndarray:
+    """`grid_points` after checking its arguments, read-only and shared: no copy."""
     n = check_count("n", n)
     if not 0.0 < lo < hi < 1.0:
         raise InputError(f"the quantiles need 0 < lo < hi < 1; got lo={lo}, hi={hi}")
-    return _grid_points(n, float(lo), float(hi)).copy()
+    return _grid_points(n, float(lo), float(hi))
 
 
 @functools.lru_cache(maxsize=8)
@@ -264,7 +269,10 @@ class Generator(_LatentSubmodel):
         Raises:
             InputError: n < 1, or not 0 < lo < hi < 1.
         """
-        return tile(self.decode(grid_points(n, lo, hi)), n)
+        # The grid's points are finite float32 by construction: they are decoded as they are,
+        # without the copy and the checks that `decode` gives points from outside, which cost
+        # a few percent of a dense generator's 15x15 grid.
+        return tile(self._run(_checked_grid_points(n, lo, hi))[0][..., 0], n)
 
     def interpolate(self, z0: np.ndarray, z1: np.ndarray, steps: int = 10) -> np.ndarray:
         """Decode `steps` points on the line from z0 to z1, both ends included: (steps, 28, 28)."""
