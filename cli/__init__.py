@@ -25,8 +25,10 @@ from .training import (
     TRAIN_EXTRA,
     evaluate_command,
     export_command,
+    fit_classes_command,
     rewrite_command,
     train_command,
+    write_metadata_command,
 )
 from .web import export_web_command
 
@@ -43,6 +45,8 @@ for _command in (
     train_command,
     export_command,
     rewrite_command,
+    fit_classes_command,
+    write_metadata_command,
     evaluate_command,
     bench_command,
     score_command,

@@ -89,7 +89,7 @@ def grid_command(
     write_digits(Generator(model, artifacts=artifacts, device=device).grid(n, lo, hi), out, invert)
 
 
-@click.command("sample", short_help="Write digits drawn from a model's prior as an image.")
+@click.command("sample", short_help="Write digits drawn from a model's prior, or of one digit.")
 @model_option()
 @click.option(
     "--count",
@@ -105,6 +105,13 @@ def grid_command(
     help="Random seed, a non-negative integer. Defaults to a fresh draw.",
 )
 @click.option(
+    "--digit",
+    type=click.IntRange(0, 9),
+    default=None,
+    help="Draw this digit (0-9) from its region of the latent space; the set needs class "
+    "regions (`onnxdigits fit-classes`). Defaults to drawing from the prior.",
+)
+@click.option(
     "--columns",
     type=click.IntRange(min=1),
     default=None,
@@ -118,16 +125,19 @@ def sample_command(
     model: str,
     count: int,
     seed: int | None,
+    digit: int | None,
     columns: int | None,
     out: str,
     invert: bool,
     artifacts: Path | None,
     device: str | None,
 ) -> None:
-    """Write digits decoded from points drawn from the prior N(0, I), tiled."""
+    """Write digits decoded from points drawn from the prior N(0, I), tiled; with --digit, from
+    that digit's region of the latent space."""
     from onnxdigits import Generator, tile
 
-    digits = Generator(model, artifacts=artifacts, device=device).sample(count, seed)
+    generator = Generator(model, artifacts=artifacts, device=device)
+    digits = generator.sample(count, seed, digit=digit)
     write_digits(tile(digits, min(columns, count) if columns else None), out, invert)
 
 
@@ -282,9 +292,17 @@ def scatter_command(model: str, out: str, artifacts: Path | None, device: str | 
 @click.command("info", short_help="Show the set in use, versions and what CUDA needs here.")
 @artifacts_option
 @device_option
-def info_command(artifacts: Path | None, device: str | None) -> None:
-    """Show the set in use and its checksums, the versions, what CUDA has and lacks on this
-    machine, and where a session really runs; exit 1 if any check fails."""
+@click.option(
+    "--metadata",
+    "full_metadata",
+    is_flag=True,
+    help="Show every metadata property of each ONNX file whole. By default each file's producer "
+    "and property names.",
+)
+def info_command(artifacts: Path | None, device: str | None, full_metadata: bool) -> None:
+    """Show the set in use and its checksums, each ONNX file's metadata, the versions, what CUDA
+    has and lacks on this machine, and where a session really runs; exit 1 if any check
+    fails."""
     import numpy
     import PIL
     from onnxdigits import Artifacts, Classifier, DeviceError
@@ -298,6 +316,8 @@ def info_command(artifacts: Path | None, device: str | None) -> None:
     click.echo(f"checksums   {'ok' if not problems else f'{len(problems)} FAILED'}")
     for path, problem in problems.items():
         click.echo(f"  {path}: {problem}")
+    if not problems:
+        _show_metadata(store, full_metadata)
     click.echo(f"onnxdigits  {__version__}")
     click.echo(f"numpy       {numpy.__version__}")
     click.echo(f"pillow      {PIL.__version__}")
@@ -318,6 +338,25 @@ def info_command(artifacts: Path | None, device: str | None) -> None:
             f"{failed} check(s) failed; see above"
             + ("; `onnxdigits verify` says more" if problems else "")
         )
+
+
+def _show_metadata(store: Any, full: bool) -> None:
+    """Each ONNX file's metadata_props, as onnxruntime reads them (`get_modelmeta`)."""
+    from onnxdigits.session import create_session
+
+    for key in store.keys:
+        entry = store.entry(key)
+        props = create_session(store.model_bytes(key), "cpu").get_modelmeta().custom_metadata_map
+        if not props:
+            click.echo(f"metadata    {entry.file}: none (`onnxdigits write-metadata` writes it)")
+            continue
+        producer = f"{props.get('producer', '?')} {props.get('producer_version', '')}".strip()
+        if not full:
+            click.echo(f"metadata    {entry.file}: {producer}; {', '.join(sorted(props))}")
+            continue
+        click.echo(f"metadata    {entry.file}")
+        for name, value in sorted(props.items()):
+            click.echo(f"  {name:<16} {value}")
 
 
 @click.command("verify", short_help="Check a set's checksums and parity with Keras.")

@@ -221,6 +221,7 @@ def export_command(
             metrics=(lambda root: evaluate(root, x_train, y_train, x_test, y_test))
             if metrics
             else None,
+            train_digits=(x_train, y_train),
         )
     for entry in manifest.models.values():
         parity = entry.parity.max_abs_diff if entry.parity else {}
@@ -279,7 +280,10 @@ def evaluate_command(
         return
     for model, values in figures.items():
         for name, value in values.items():
-            shown = f"{value:.4f}" if isinstance(value, float) else f"{value}"
+            if isinstance(value, list):
+                shown = " ".join(f"{v:.3f}" if isinstance(v, float) else f"{v}" for v in value)
+            else:
+                shown = f"{value:.4f}" if isinstance(value, float) else f"{value}"
             click.echo(f"{model:<11} {name:<15} {shown}")
 
 
@@ -326,3 +330,65 @@ def rewrite_command(artifacts: Path | None, data: Path | None, models: str | Non
         parity = entry.parity.max_abs_diff if entry.parity else {}
         diffs = ", ".join(f"{k} {v:.1e}" for k, v in parity.items())
         click.echo(f"{store.root / entry.file}\t{', '.join(entry.rewrites)}\tmax abs diff: {diffs}")
+
+
+def _set_editing_log() -> None:
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
+    logging.getLogger("onnxdigits").setLevel(logging.INFO)
+
+
+@click.command(
+    "fit-classes", short_help="Add each digit's latent region to a set (training extra)."
+)
+@artifacts_option
+@data_option
+@device_option
+def fit_classes_command(artifacts: Path | None, data: Path | None, device: str | None) -> None:
+    """Fit each digit's region of every latent model's space into a set's manifest.
+
+    The MNIST training digits are embedded by the set's own encoders; each digit's region is a
+    Gaussian mixture (1 to 3 components, by BIC) fitted to the embeddings that the model's
+    generator decodes into an image the set's classifier reads as that digit. Only the manifest
+    changes (and a generator file already carrying its metadata); the set is replaced whole, or
+    left as it was. `sample --digit D` then draws that digit (training extra).
+    """
+    with training_extra():
+        from onnxdigits import Artifacts
+        from onnxdigits.export.artifacts import add_class_regions
+        from onnxdigits.export.data import load_mnist
+
+        _set_editing_log()
+        store = Artifacts(artifacts)
+        (images, labels), _ = load_mnist(data)
+        entries = add_class_regions(store.root, images, labels, device)
+    for entry in entries.values():
+        regions = entry.latent_classes
+        sizes = ",".join(str(len(c)) for c in regions.digits) if regions else "none"
+        click.echo(f"{store.root / entry.file}\tcomponents per digit: {sizes}")
+
+
+@click.command(
+    "write-metadata", short_help="Write each ONNX file's metadata into a set (training extra)."
+)
+@artifacts_option
+def write_metadata_command(artifacts: Path | None) -> None:
+    """Write into each ONNX file of a set what it is: producer, role, labels, input scale and
+    polarity, latent prior, figures, class regions, licenses and model card.
+
+    Each file must keep its graph and still match the set's stored Keras outputs; then the
+    files and their new digests are written, the set replaced whole, or left as it was
+    (training extra). `onnxdigits info` shows the metadata.
+    """
+    with training_extra():
+        from onnxdigits import Artifacts
+        from onnxdigits.export.artifacts import describe_set
+
+        _set_editing_log()
+        store = Artifacts(artifacts)
+        entries = describe_set(store.root)
+    if not entries:
+        click.echo(f"every file of {store.root} already has its metadata", err=True)
+    for entry in entries.values():
+        click.echo(f"{store.root / entry.file}\tsha256 {entry.sha256}")

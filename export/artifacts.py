@@ -21,8 +21,10 @@ from onnxdigits.manifest import Entry, ExportParity, FileEntry, Manifest, sha256
 from onnxdigits.signing import SIGNATURE
 from onnxdigits.specs import MANIFEST, SAMPLE, SUBMODELS, SubmodelSpec
 
+from . import metadata
+from .classes import fit_set_classes
 from .convert import OPSET, to_onnx
-from .errors import ExportError
+from .errors import ExportError, ValidationError
 from .rewrite import rewrite
 from .train import KERAS_DIR, TRAINING_LOG
 from .validate import compare, keras_outputs, validate
@@ -75,6 +77,7 @@ def export(
     *,
     metrics: Callable[[Path], dict[str, dict[str, Any]]] | None = None,
     training: dict[str, Any] | None = None,
+    train_digits: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Manifest:
     """Export submodels to an artifacts set, validating each against Keras, all or nothing.
 
@@ -82,7 +85,9 @@ def export(
     it is validated; the manifest names the rewrites applied to each file. The set is written
     into a temporary directory beside `out`, which replaces `out` only once every file is
     written and valid: a failure leaves the previous set as it was. Files in `out` that an
-    export does not own (such as `keras/`) are carried over.
+    export does not own (such as `keras/`) are carried over. Once the figures are measured,
+    each latent model's class regions are fitted (given `train_digits`) and every file gets
+    its metadata (`onnxdigits.export.metadata`); the digests are taken after that.
 
     Args:
         submodels: Keras submodels by manifest key.
@@ -91,6 +96,8 @@ def export(
         metrics: called with the new set's directory, before it replaces `out`; returns each
             model's test metrics for the manifest.
         training: the training log to record.
+        train_digits: uint8 training images (N, 28, 28) and their labels, to fit each latent
+            model's class regions from (`fit_set_classes`); None fits none.
 
     Returns:
         The manifest written.
@@ -156,16 +163,28 @@ def export(
             training=training or {},
         )
         _write_json(staging / MANIFEST, manifest.to_json())
+        if train_digits is not None:  # before the figures, which measure drawing by digit
+            regions = fit_set_classes(staging, *train_digits)
+            manifest = replace(
+                manifest,
+                models={
+                    key: replace(entry, latent_classes=regions.get(key))
+                    for key, entry in manifest.models.items()
+                },
+            )
+            _write_json(staging / MANIFEST, manifest.to_json())
         if metrics is not None:
             figures = metrics(staging)
             manifest = replace(
                 manifest,
                 models={
                     key: replace(entry, metrics=figures.get(entry.spec.model, {}))
-                    for key, entry in entries.items()
+                    for key, entry in manifest.models.items()
                 },
             )
             _write_json(staging / MANIFEST, manifest.to_json())
+        manifest = replace(manifest, models=_describe(staging, manifest))
+        _write_json(staging / MANIFEST, manifest.to_json())
         _carry_over(out, staging)
         _replace(out, staging)
     except BaseException:
@@ -218,15 +237,12 @@ def rewrite_set(
     """
     import onnx
 
-    root = Path(directory).absolute()
-    _recover(root)
-    store = Artifacts(root)
-    problems = [problem for problem in store.verify().values() if problem]
-    if problems:
-        raise ArtifactError(f"{root} fails its checks, so it is not rewritten: {problems[0]}")
+    store = _open(directory, "rewritten")
     unknown = sorted(set(keys or ()) - set(store.keys))
     if unknown:
-        raise ExportError(f"{root} has no {', '.join(unknown)}; it has {', '.join(store.keys)}")
+        raise ExportError(
+            f"{store.root} has no {', '.join(unknown)}; it has {', '.join(store.keys)}"
+        )
     rewritten: dict[str, tuple[bytes, Entry]] = {}
     for key in keys or store.keys:
         entry = store.entry(key)
@@ -237,39 +253,165 @@ def rewrite_set(
         data = proto.SerializeToString()
         parity = _check_rewrite(entry.spec, data, plain, store.reference(key), images)
         log.info("%s - rewritten: %s", key, ", ".join(names))
-        rewritten[key] = (
-            data,
-            replace(
-                entry,
-                sha256=sha256_of(data),
-                bytes=len(data),
-                rewrites=entry.rewrites + names,
-                parity=parity,
-            ),
-        )
+        entry = replace(entry, rewrites=entry.rewrites + names, parity=parity)
+        data = _restamp(data, entry, store.json)
+        rewritten[key] = (data, replace(entry, sha256=sha256_of(data), bytes=len(data)))
     if not rewritten:
         return {}
+    _commit(
+        store,
+        {key: entry for key, (_, entry) in rewritten.items()},
+        {key: data for key, (data, _) in rewritten.items()},
+    )
+    return {key: entry for key, (_, entry) in rewritten.items()}
+
+
+def add_class_regions(
+    directory: str | os.PathLike[str],
+    images: np.ndarray,
+    labels: np.ndarray,
+    device: str | None = "cpu",
+) -> dict[str, Entry]:
+    """Fit each latent model's class regions from the set's own ONNX files, into its manifest.
+
+    The regions are fitted as `export` fits them (`fit_set_classes`) and recorded on each
+    generator's entry; only the manifest changes, except that a generator file that already
+    carries onnxdigits' metadata gets its regions there too (and its new digest). The set is
+    replaced whole, or left as it was.
+
+    Args:
+        directory: the set.
+        images: uint8 (N, 28, 28), the MNIST training digits.
+        labels: (N,), their digits.
+        device: where to run the ONNX files.
+
+    Returns:
+        The new entry of each generator.
+
+    Raises:
+        ArtifactError: the set is missing, malformed or fails a checksum.
+        ExportError: the set has no latent model, or the digits are too few to fit.
+    """
+    store = _open(directory, "changed")
+    regions = fit_set_classes(store, images, labels, device)
+    if not regions:
+        raise ExportError(f"{store.root} has no latent model (an encoder and its generator)")
+    entries = {
+        key: replace(store.entry(key), latent_classes=value) for key, value in regions.items()
+    }
+    files: dict[str, bytes] = {}
+    for key, entry in entries.items():
+        data = store.model_bytes(key)
+        restamped = _restamp(data, entry, store.json)
+        if restamped != data:
+            files[key] = restamped
+            entries[key] = replace(entry, sha256=sha256_of(restamped), bytes=len(restamped))
+    _commit(store, entries, files)
+    return entries
+
+
+def describe_set(directory: str | os.PathLike[str]) -> dict[str, Entry]:
+    """Write each ONNX file's metadata (`onnxdigits.export.metadata`) into an exported set.
+
+    Each file is rewritten with its metadata from the manifest, then checked: its graph must be
+    the same as before (nodes, weights, tensors, opsets) and its outputs must still match the
+    set's stored Keras references within the contract's tolerance. Only then are the files and
+    the manifest (new sha256 and size) written, into a directory beside the set that replaces
+    it whole. A file whose metadata is already as it would be written is left as it is.
+
+    Args:
+        directory: the set.
+
+    Returns:
+        The new entry of each file rewritten; empty when none was (nothing written).
+
+    Raises:
+        ArtifactError: the set is missing, malformed or fails a checksum.
+        ValidationError: a file's graph changed, or it no longer matches its references.
+    """
+    store = _open(directory, "described")
+    entries: dict[str, Entry] = {}
+    files: dict[str, bytes] = {}
+    for key in store.keys:
+        entry = store.entry(key)
+        plain = store.model_bytes(key)
+        data = metadata.write(plain, metadata.properties(entry, store.json))
+        if data == plain:
+            continue
+        if not metadata.same_graph(plain, data):
+            raise ValidationError(f"writing the metadata of {key} changed its graph")
+        _against_references(data, entry.spec, store.reference(key), (1,))
+        files[key] = data
+        entries[key] = replace(entry, sha256=sha256_of(data), bytes=len(data))
+        log.info("%s - metadata written: %d properties", key, len(metadata.read(data)))
+    if files:
+        _commit(store, entries, files)
+    return entries
+
+
+def _restamp(data: bytes, entry: Entry, manifest: dict[str, Any]) -> bytes:
+    """A file that carries onnxdigits' metadata with it brought up to date with `entry`; any
+    other file as it is."""
+    if metadata.read(data).get("producer") != metadata.PRODUCER:
+        return data
+    return metadata.write(data, metadata.properties(entry, manifest))
+
+
+def _describe(root: Path, manifest: Manifest) -> dict[str, Entry]:
+    """Write each file of a set being exported with its metadata; return the entries with
+    their new digests."""
+    entries = {}
+    raw = manifest.to_json()
+    for key, entry in manifest.models.items():
+        path = root / entry.file
+        data = metadata.write(path.read_bytes(), metadata.properties(entry, raw))
+        path.write_bytes(data)
+        entries[key] = replace(entry, sha256=sha256_of(data), bytes=len(data))
+    return entries
+
+
+def _open(directory: str | os.PathLike[str], done: str) -> Artifacts:
+    """The set at `directory`, put back if an edit was interrupted, with every file checked.
+
+    Raises:
+        ArtifactError: it is missing, malformed, or a file fails its checksum.
+    """
+    root = Path(directory).absolute()
+    _recover(root)
+    store = Artifacts(root)
+    problems = [problem for problem in store.verify().values() if problem]
+    if problems:
+        raise ArtifactError(f"{root} fails its checks, so it is not {done}: {problems[0]}")
+    return store
+
+
+def _commit(store: Artifacts, entries: dict[str, Entry], files: dict[str, bytes]) -> None:
+    """Replace a set whole by one with new files and manifest entries, the rest carried over.
+
+    Args:
+        store: the set as it is.
+        entries: the new manifest entry of each key changed; the others are kept as they are.
+        files: the new bytes of each key's file, for the keys whose file changes.
+    """
+    root = store.root
     staging = _staging(root)
     try:
-        for data, entry in rewritten.values():
-            (staging / entry.file).write_bytes(data)
+        for key, data in files.items():
+            (staging / entries[key].file).write_bytes(data)
         manifest = dict(store.json)
         manifest["models"] = {
-            key: rewritten[key][1].to_json() if key in rewritten else raw
+            key: entries[key].to_json() if key in entries else raw
             for key, raw in store.json["models"].items()
         }
         _write_json(staging / MANIFEST, manifest)
-        _carry_over(
-            root, staging, owned={MANIFEST, SIGNATURE, *(e.file for _, e in rewritten.values())}
-        )
+        _carry_over(root, staging, owned={MANIFEST, SIGNATURE, *(entries[key].file for key in files)})
         problems = [problem for problem in Artifacts(staging).verify().values() if problem]
         if problems:  # a file changed under us while it was being carried over
-            raise ArtifactError(f"the rewritten set fails its checks: {problems[0]}")
+            raise ArtifactError(f"the new set fails its checks: {problems[0]}")
         _replace(root, staging)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return {key: entry for key, (_, entry) in rewritten.items()}
 
 
 def _check_rewrite(
@@ -283,16 +425,8 @@ def _check_rewrite(
     return its parity with Keras."""
     from onnxdigits.session import create_session
 
-    inputs = reference[spec.input_names[0]]
-    batches = (1, len(inputs))
-    diffs = compare(
-        data,
-        spec,
-        inputs,
-        batches,
-        lambda feed: {name: reference[name][: len(feed)] for name in spec.output_names},
-        "the stored Keras outputs",
-    )
+    diffs = _against_references(data, spec, reference, (1,))
+    batches = (1, len(reference[spec.input_names[0]]))
     real = to_batch(images) if spec.input_names[0] == "image" else model_inputs(spec, images, 256)
     session = create_session(plain, "cpu")
     names = spec.output_names
@@ -302,6 +436,22 @@ def _check_rewrite(
 
     compare(data, spec, real, (len(real),), unrewritten, "the unrewritten file")
     return ExportParity(spec.atol, batches, diffs)
+
+
+def _against_references(
+    data: bytes, spec: SubmodelSpec, reference: dict[str, np.ndarray], batches: tuple[int, ...]
+) -> dict[str, float]:
+    """Check an ONNX file against a set's stored Keras outputs at these batch sizes and at all
+    of them; return each output's max abs diff."""
+    inputs = reference[spec.input_names[0]]
+    return compare(
+        data,
+        spec,
+        inputs,
+        (*batches, len(inputs)),
+        lambda feed: {name: reference[name][: len(feed)] for name in spec.output_names},
+        "the stored Keras outputs",
+    )
 
 
 def _savez(path: Path, arrays: dict[str, Any]) -> None:

@@ -105,7 +105,8 @@ def evaluate(
         By model: classifier `test_accuracy`; ae `test_mse`; vae and cvae `test_neg_elbo` (nats
         per image); every latent model `knn5_accuracy`; the VAEs `grid_confident`, the share of
         their 15x15 grid that the classifier labels with probability >= 0.9. Each also records
-        the image counts it used.
+        the image counts it used. Where the classifier and a generator's class regions are
+        there, `conditional_figures` too.
     """
     artifacts = Artifacts.of(artifacts)
     present = {SUBMODELS[key].model for key in artifacts.keys}
@@ -136,5 +137,37 @@ def evaluate(
             result["grid_confident"] = float(
                 np.mean(classifier.predict_proba(cells).max(axis=1) >= 0.9)
             )
+        if classifier is not None and generator.latent_classes is not None:
+            result.update(conditional_figures(generator, classifier, seed=seed))
         figures[model] = {**result, **counts}
     return figures
+
+
+def conditional_figures(
+    generator: Generator, classifier: Classifier, samples: int = 1000, seed: int = 0
+) -> dict[str, Any]:
+    """How often digits drawn by request are read as the digit asked for.
+
+    Args:
+        generator: a generator whose set has class regions (`Generator.sample(digit=d)`).
+        classifier: reads the drawn digits.
+        samples: digits drawn per digit 0..9.
+        seed: digit d is drawn with seed `seed + d`.
+
+    Returns:
+        `conditional_accuracy`, the mean over digits of the share of `samples` draws of digit
+        d that the classifier labels d; `conditional_by_digit`, that share for each digit 0..9;
+        `conditional_samples`, the draws per digit.
+
+    Raises:
+        InputError: the generator's set has no class regions.
+    """
+    shares = [
+        float(np.mean(classifier.predict(generator.sample(samples, seed + d, digit=d)) == d))
+        for d in range(10)
+    ]
+    return {
+        "conditional_accuracy": float(np.mean(shares)),
+        "conditional_by_digit": shares,
+        "conditional_samples": samples,
+    }

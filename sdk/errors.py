@@ -12,6 +12,10 @@ class InputError(OnnxDigitsError, ValueError):
     """Images or latent points that the models cannot take."""
 
 
+class NoClassRegionsError(InputError):
+    """A digit asked of a set whose manifest has no class regions for that model."""
+
+
 class ArtifactError(OnnxDigitsError):
     """A missing, unreadable, unknown or tampered artifacts set."""
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from .classes import LatentClasses
 from .errors import ArtifactError
 from .files import read_regular
 from .modelfile import check_model
@@ -124,7 +125,8 @@ class Entry:
     """One submodel's manifest entry, checked against the contract in `specs`.
 
     `reference` and `parity` are None when the manifest lacks them; reading a reference then
-    raises `ArtifactError`.
+    raises `ArtifactError`. `latent_classes`, on a generator's entry, is each digit's region of
+    the latent space (`onnxdigits.classes`); None when the set has none.
     """
 
     spec: SubmodelSpec
@@ -135,6 +137,7 @@ class Entry:
     parity: ExportParity | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     rewrites: tuple[str, ...] = ()  # graph rewrites applied after conversion, in order
+    latent_classes: LatentClasses | None = None
 
     def to_json(self) -> dict[str, Any]:
         spec = self.spec
@@ -151,6 +154,8 @@ class Entry:
         }
         if self.rewrites:
             raw["rewrites"] = list(self.rewrites)
+        if self.latent_classes is not None:
+            raw["latent_classes"] = self.latent_classes.to_json()
         return raw
 
     @classmethod
@@ -198,6 +203,7 @@ class Entry:
                 _string(r, f"{what}.rewrites[{i}]", where)
                 for i, r in enumerate(_list(raw.get("rewrites", []), f"{what}.rewrites", where))
             ),
+            latent_classes=_latent_classes(raw.get("latent_classes"), spec, what, where),
         )
         problem = spec.mismatch(*names)
         if problem:
@@ -363,6 +369,18 @@ def _number(value: object, what: str, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise _wrong(what, where, "a number", value)
     return float(value)
+
+
+def _latent_classes(
+    value: object, spec: SubmodelSpec, what: str, where: str
+) -> LatentClasses | None:
+    """A generator's class regions, when it has them."""
+    if value is None:
+        return None
+    try:
+        return LatentClasses.from_json(value, spec.latent_dim or 0)
+    except ValueError as exc:
+        raise ArtifactError(f"{where}: {what}.latent_classes is malformed: {exc}") from None
 
 
 def _size(value: object, what: str, where: str) -> int:

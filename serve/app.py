@@ -28,7 +28,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from onnxdigits import __version__, images, tile, to_batch, to_image
-from onnxdigits.errors import InputError, OnnxDigitsError
+from onnxdigits.errors import InputError, NoClassRegionsError, OnnxDigitsError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
@@ -82,7 +82,9 @@ class Backend(Protocol):
     async def embed(self, model: str, batch: np.ndarray) -> np.ndarray: ...
     async def decode(self, model: str, z: np.ndarray) -> np.ndarray: ...
     async def grid(self, model: str, n: int, lo: float, hi: float) -> np.ndarray: ...
-    async def sample(self, model: str, count: int, seed: int | None) -> np.ndarray: ...
+    async def sample(
+        self, model: str, count: int, seed: int | None, digit: int | None = None
+    ) -> np.ndarray: ...
     async def sample_latent(self, model: str) -> tuple[np.ndarray, np.ndarray]: ...
     async def describe(self) -> dict[str, Any]: ...
     async def ready(self) -> str | None:
@@ -290,9 +292,10 @@ def create_app(
 
     @v1.get(
         "/sample",
-        summary="Digits from a model's prior as a PNG",
-        description="`count` digits decoded from points drawn from N(0, I), tiled; `seed` "
-        "makes the draw repeatable.",
+        summary="Digits from a model's prior, or of one digit, as a PNG",
+        description="`count` digits decoded from points drawn from N(0, I), tiled; with "
+        "`digit`, from that digit's region of the latent space (404 if the set has no class "
+        "regions); `seed` makes the draw repeatable.",
         response_class=Response,
         responses={200: {"content": {PNG: {}}}},
     )
@@ -300,10 +303,19 @@ def create_app(
         model: str = "vae",
         count: int = Query(64, ge=1),
         seed: int | None = Query(None, ge=0, le=2**63 - 1),
+        digit: int | None = Query(None, ge=0, le=9),
     ) -> Response:
         check_model(model)
         check_count("samples", count)
-        digits = await backend.sample(model, count, seed)
+        try:
+            digits = await backend.sample(model, count, seed, digit)
+        except NoClassRegionsError:  # the set lacks them: nothing to find here
+            raise HTTPException(
+                404,
+                f"the set this service runs has no class regions for the {model}, so it draws "
+                "no chosen digit; add them to the set with `onnxdigits fit-classes --data "
+                "mnist.npz --artifacts DIR` and restart, or leave digit out",
+            ) from None
         return Response(await run_in_threadpool(_png, tile(digits)), media_type=PNG)
 
     @v1.get(

@@ -176,8 +176,10 @@ class LatentReplica:
     async def grid(self, model: str, n: int, lo: float, hi: float) -> np.ndarray:
         return await asyncio.to_thread(self.models.grid, model, n, lo, hi)
 
-    async def sample(self, model: str, count: int, seed: int | None) -> np.ndarray:
-        return await asyncio.to_thread(self.models.sample, model, count, seed)
+    async def sample(
+        self, model: str, count: int, seed: int | None, digit: int | None = None
+    ) -> np.ndarray:
+        return await asyncio.to_thread(self.models.sample, model, count, seed, digit)
 
     async def sample_latent(self, model: str) -> tuple[np.ndarray, np.ndarray]:
         return await asyncio.to_thread(self.models.sample_latent, model)
@@ -270,8 +272,10 @@ class RayBackend:
     async def grid(self, model: str, n: int, lo: float, hi: float) -> np.ndarray:
         return await self._call(self.latent.grid.remote, model, n, lo, hi)
 
-    async def sample(self, model: str, count: int, seed: int | None) -> np.ndarray:
-        return await self._call(self.latent.sample.remote, model, count, seed)
+    async def sample(
+        self, model: str, count: int, seed: int | None, digit: int | None = None
+    ) -> np.ndarray:
+        return await self._call(self.latent.sample.remote, model, count, seed, digit)
 
     async def sample_latent(self, model: str) -> tuple[np.ndarray, np.ndarray]:
         z, labels = await self._call(self.latent.sample_latent.remote, model)

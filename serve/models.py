@@ -130,9 +130,16 @@ class Models:
         """`model`'s latent manifold (`Generator.grid`): float32 (28 n, 28 n) in [0, 1]."""
         return self._generator(model).grid(n, lo, hi)
 
-    def sample(self, model: str, count: int, seed: int | None) -> np.ndarray:
-        """`count` digits from `model`'s prior (`Generator.sample`): float32 (count, 28, 28)."""
-        return self._generator(model).sample(count, seed)
+    def sample(
+        self, model: str, count: int, seed: int | None, digit: int | None = None
+    ) -> np.ndarray:
+        """`count` digits from `model`'s prior, or of `digit` from its region
+        (`Generator.sample`): float32 (count, 28, 28).
+
+        Raises:
+            NoClassRegionsError: a digit asked of a set without class regions.
+        """
+        return self._generator(model).sample(count, seed, digit=digit)
 
     def sample_latent(self, model: str) -> tuple[np.ndarray, np.ndarray]:
         """The shipped sample's embeddings by `model` and its labels: float32 (N, 2), uint8 (N,).
@@ -207,8 +214,10 @@ class LocalBackend:
     async def grid(self, model: str, n: int, lo: float, hi: float) -> np.ndarray:
         return await _in_thread(self.models.grid, model, n, lo, hi)
 
-    async def sample(self, model: str, count: int, seed: int | None) -> np.ndarray:
-        return await _in_thread(self.models.sample, model, count, seed)
+    async def sample(
+        self, model: str, count: int, seed: int | None, digit: int | None = None
+    ) -> np.ndarray:
+        return await _in_thread(self.models.sample, model, count, seed, digit)
 
     async def sample_latent(self, model: str) -> tuple[np.ndarray, np.ndarray]:
         return await _in_thread(self.models.sample_latent, model)

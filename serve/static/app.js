@@ -18,6 +18,7 @@ const state = {
   drawSeq: 0,         // answers to older strokes are dropped
   decoding: false,
   pendingDecode: null,
+  digit: null,        // the digit last asked for, drawn again when the model changes
 };
 
 // --- the API ---------------------------------------------------------------------------------
@@ -302,6 +303,43 @@ function showLegend() {
   });
 }
 
+// --- digits on request -------------------------------------------------------------------------
+
+const REQUESTED = 16;  // digits drawn per click: a 4x4 tile
+let requestSeq = 0;
+
+async function requestDigit(digit) {
+  const seq = ++requestSeq;
+  const model = state.model;
+  state.digit = digit;
+  [...$("digits").children].forEach((button, d) => {
+    button.setAttribute("aria-pressed", String(d === digit));
+  });
+  try {
+    const response = await api(`v1/sample?model=${model}&digit=${digit}&count=${REQUESTED}`);
+    const blob = await response.blob();
+    if (seq !== requestSeq) return;
+    showBlob($("requested"), blob);
+    $("requested").dataset.digit = String(digit);
+    $("requested").dataset.model = model;
+    clearReport();
+  } catch (error) {
+    if (seq === requestSeq) report(error);
+  }
+}
+
+function showDigitButtons() {
+  for (let digit = 0; digit < 10; digit++) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.textContent = String(digit);
+    button.setAttribute("aria-pressed", "false");
+    button.setAttribute("aria-label", `Draw samples of ${digit}`);
+    button.addEventListener("click", () => requestDigit(digit));
+    $("digits").appendChild(button);
+  }
+}
+
 // --- the grid, the model choice and the token ----------------------------------------------------
 
 async function loadGrid() {
@@ -320,6 +358,7 @@ async function loadModel() {
   } catch (error) {
     report(error);
   }
+  if (state.digit !== null) await requestDigit(state.digit);  // reports its own errors
 }
 
 $("model").addEventListener("change", () => {
@@ -342,5 +381,6 @@ $("token-form").addEventListener("submit", (event) => {
 });
 
 showLegend();
+showDigitButtons();
 clearPad();
 loadModel();

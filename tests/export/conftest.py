@@ -41,6 +41,10 @@ def trained(tmp_path_factory: pytest.TempPathFactory, digits) -> tuple[Path, dic
 
 @pytest.fixture(scope="session")
 def exported(trained, digits) -> tuple[Path, dict]:
-    """The trained models exported into run/, with their manifest as JSON."""
+    """The trained models exported into run/ (with class regions fitted to the training
+    digits), with their manifest as JSON."""
     run, _ = trained
-    return run, export_dir(run, digits["x_test"], digits["y_test"]).to_json()
+    train_digits = (digits["x_train"], digits["y_train"])
+    return run, export_dir(
+        run, digits["x_test"], digits["y_test"], train_digits=train_digits
+    ).to_json()

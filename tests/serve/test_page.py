@@ -212,3 +212,24 @@ def test_the_grid_and_plane_follow_the_chosen_model(
 
     page.wait_for(lambda: np.array_equal(page.pixels("#grid"), cvae_grid))
     page.assert_clean()
+
+
+def test_a_digit_button_draws_that_digit(page: Page, classifier: onnxdigits.Classifier) -> None:
+    requested = page.page.locator("#requested")
+    buttons = page.page.locator("#digits button")
+    assert buttons.count() == 10
+    for digit, model in ((3, "vae"), (8, "vae")):
+        buttons.nth(digit).click()
+        expect(requested).to_have_attribute("data-digit", str(digit), timeout=30_000)
+        expect(requested).to_have_js_property("naturalWidth", 112, timeout=30_000)
+        assert requested.get_attribute("data-model") == model
+        assert buttons.nth(digit).get_attribute("aria-pressed") == "true"
+        assert page.page.locator("#digits [aria-pressed=true]").count() == 1
+        tiles = page.pixels("#requested").reshape(4, 28, 4, 28).transpose(0, 2, 1, 3)
+        read = classifier.predict(tiles.reshape(16, 28, 28))
+        assert np.mean(read == digit) >= 0.75, read
+    # Another model draws the chosen digit again, from its own regions.
+    page.page.select_option("#model", "ae")
+    expect(requested).to_have_attribute("data-model", "ae", timeout=30_000)
+    assert requested.get_attribute("data-digit") == "8"
+    page.assert_clean()

@@ -188,6 +188,51 @@ def test_sample(client: httpx.Client, generators: dict[str, onnxdigits.Generator
     assert fresh[0].shape == (56, 56) and not np.array_equal(*fresh)
 
 
+def test_sample_of_a_digit(
+    client: httpx.Client,
+    generators: dict[str, onnxdigits.Generator],
+    classifier: onnxdigits.Classifier,
+) -> None:
+    params = {"model": "cvae", "count": 16, "seed": 5, "digit": 7}
+    response = client.get("/v1/sample", params=params)
+    assert response.status_code == 200, response.text
+    pixels = png_pixels(response.content)
+    expected = png_of(onnxdigits.tile(generators["cvae"].sample(16, seed=5, digit=7)))
+    np.testing.assert_array_equal(pixels, expected)
+    tiles = pixels.reshape(4, 28, 4, 28).transpose(0, 2, 1, 3).reshape(16, 28, 28)
+    assert np.mean(classifier.predict(tiles) == 7) >= 0.75
+    for digit in (10, -1, "seven"):
+        refused = client.get("/v1/sample", params={"digit": digit})
+        assert refused.status_code == 422 and "digit" in refused.json()["error"]
+
+
+def test_a_digit_from_a_set_without_regions_is_not_found(artifacts_copy) -> None:
+    from onnxdigits.serve.app import create_app
+    from onnxdigits.serve.models import LocalBackend, Models
+
+    path = artifacts_copy / "manifest.json"
+    manifest = json.loads(path.read_text())
+    for entry in manifest["models"].values():
+        entry.pop("latent_classes", None)
+    path.write_text(json.dumps(manifest))
+    app = create_app(LocalBackend(Models(artifacts_copy, "cpu", classifier=False)))
+
+    async def ask() -> tuple[httpx.Response, httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://local") as local:
+            return (
+                await local.get("/v1/sample", params={"model": "ae", "digit": 3}),
+                await local.get("/v1/sample", params={"model": "ae", "count": 4}),
+            )
+
+    missing, prior = asyncio.run(ask())
+    assert missing.status_code == 404
+    assert "no class regions for the ae" in missing.json()["error"]
+    assert "onnxdigits fit-classes" in missing.json()["error"]
+    assert str(artifacts_copy) not in missing.text  # the server's paths stay its own
+    assert prior.status_code == 200  # the prior still draws
+
+
 def test_latent_points_of_the_sample(
     client: httpx.Client, sample: Any, encoders: dict[str, onnxdigits.Encoder]
 ) -> None:
