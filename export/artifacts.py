@@ -404,7 +404,9 @@ def _commit(store: Artifacts, entries: dict[str, Entry], files: dict[str, bytes]
             for key, raw in store.json["models"].items()
         }
         _write_json(staging / MANIFEST, manifest)
-        _carry_over(root, staging, owned={MANIFEST, SIGNATURE, *(entries[key].file for key in files)})
+        _carry_over(
+            root, staging, owned={MANIFEST, SIGNATURE, *(entries[key].file for key in files)}
+        )
         problems = [problem for problem in Artifacts(staging).verify().values() if problem]
         if problems:  # a file changed under us while it was being carried over
             raise ArtifactError(f"the new set fails its checks: {problems[0]}")
