@@ -38,9 +38,24 @@ class Node:
     """One `ray start --block` and the processes of its session."""
 
     ip: str
-    process: subprocess.Popen[bytes]
-    temp_dir: Path
+    command: list[str]
+    env: dict[str, str]
     log: Path
+    process: subprocess.Popen[bytes] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.start()
+
+    def start(self) -> None:
+        """Run the node's `ray start --block` in a session of its own."""
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                self.command,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                start_new_session=True,
+            )
 
     def pids(self) -> list[int]:
         """Every live process of the node's session (its workers set their own groups)."""
@@ -90,9 +105,17 @@ class RayCluster:
     def ids(self) -> set[str]:
         return set(self.node_ids.values())
 
+    def restart_worker(self) -> None:
+        """Start the second node again (after `worker.kill()`), in a fresh temp dir (the old
+        one holds the dead node's sockets), and wait until it has joined."""
+        self.worker.command = [
+            f"{arg}-again" if arg.startswith("--temp-dir=") else arg for arg in self.worker.command
+        ]
+        self.worker.start()
+        self.node_ids = _wait_for_nodes(2, [self.head, self.worker])
+
 
 def _ray_start(ip: str, temp_dir: Path, env: dict[str, str], *args: str) -> Node:
-    log = temp_dir.with_suffix(".log")
     command = [
         sys.executable,
         "-m",
@@ -108,11 +131,7 @@ def _ray_start(ip: str, temp_dir: Path, env: dict[str, str], *args: str) -> Node
         "--log-color=false",
         *args,
     ]
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
-    return Node(ip, process, temp_dir, log)
+    return Node(ip, command, env, temp_dir.with_suffix(".log"))
 
 
 def _wait_for_nodes(count: int, nodes: list[Node]) -> dict[str, str]:
@@ -158,6 +177,11 @@ def ray_cluster() -> Iterator[RayCluster]:
     auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
     saved = {name: os.environ.get(name) for name in auth}
     os.environ.update(auth)
+    # Ray reads its settings and the token once, at import: read them again.
+    from ray._raylet import AuthenticationTokenLoader, Config
+
+    Config.initialize("")
+    AuthenticationTokenLoader.instance().reset_cache()
     env = {**os.environ, "RAY_SERVE_WORKER_PROXY_HTTP_PORT": str(free_port())}
     port = free_port()
     head = _ray_start(
