@@ -50,8 +50,6 @@ ROWS = 1024  # rows per read block and per batch given to an actor
 START_TIMEOUT_S = 60  # how long the actor pool may take to start
 IO_SHARE = 0.25  # of each node's free CPUs (at most one), kept for the read and write tasks
 LEAST_CPUS = 0.05  # the smallest share of a CPU an actor may ask for
-STORE_SHARE = 0.5  # of each node's free object store, the most the job's blocks may fill
-STORE_MOST = 512 * 2**20  # bytes of object store for the job's blocks on each node, at most
 _ROW_BYTES = PIXELS * 4  # an npz row's pixels, the largest thing a row holds in memory
 _NODE_LABEL = "ray.io/node-id"  # the label Ray gives every node: its id
 
@@ -63,8 +61,7 @@ class Pool:
 
     `device` is what each actor's model runs on: "cpu", or "cuda" (the GPU that Ray gave it).
     `nodes` holds (node id, actors) for each node the pool uses; each node also keeps `io_cpus`
-    for each of two read or write tasks at a time beside its actors, and `store` bytes of its
-    object store for the job's blocks.
+    for each of two read or write tasks at a time beside its actors.
     """
 
     actors: int
@@ -73,7 +70,6 @@ class Pool:
     io_cpus: float
     device: str
     nodes: tuple[tuple[str, int], ...]
-    store: int = 0
 
     def __str__(self) -> str:
         gpus = f" and {self.num_gpus:g} GPU" if self.num_gpus else ""
@@ -200,12 +196,6 @@ def size_pool(
         io_cpus=max(0.01, _share(min(*(io[node] for node in placed), num_cpus - 0.01) / 2)),
         device="cuda" if on_gpu else "cpu",
         nodes=nodes,
-        store=min(
-            STORE_MOST,
-            *(int(STORE_SHARE * free[node].get("object_store_memory", 0)) for node in placed),
-        )
-        // 2**20
-        * 2**20,
     )
 
 
@@ -476,9 +466,9 @@ def _run(
 @contextmanager
 def _placed(pool: Pool, timeout: float) -> Iterator[PlacementGroup]:
     """Reserve the pool's place on each node for the job, as one placement group: a bundle
-    per actor and one per node for two read or write tasks at a time (with the object store
-    the job's blocks may fill there), each bound to its node; remove it after the job (which
-    ends any actor left in it).
+    per actor and one per node for two read or write tasks at a time, each bound to its node;
+    remove it after the job (which ends any actor left in it). (Object store memory in a bundle
+    makes Ray 2.60's raylet fail a check when the group goes: the group holds CPUs and GPUs.)
 
     The job runs in the group (Ray Data's scheduling strategy, see `_settings`): each actor
     takes a bundle of its own, as the read and write bundles are smaller than an actor, so
@@ -494,11 +484,7 @@ def _placed(pool: Pool, timeout: float) -> Iterator[PlacementGroup]:
     bundles: list[dict[str, float]] = []
     labels: list[dict[str, str]] = []
     for node, count in pool.nodes:
-        io = {
-            "CPU": 2 * pool.io_cpus,
-            **({"object_store_memory": pool.store} if pool.store else {}),
-        }
-        bundles += [actor] * count + [io]
+        bundles += [actor] * count + [{"CPU": 2 * pool.io_cpus}]
         labels += [{_NODE_LABEL: node}] * (count + 1)
     group = ray.util.placement_group(bundles, strategy="SPREAD", bundle_label_selector=labels)
     try:

@@ -253,8 +253,6 @@ def test_an_output_directory_of_other_files_is_refused(inputs: Inputs, tmp_path:
 
 # --- sizing and placing the pool from what each node has free ---------------------------------
 
-MIB = 2**20
-
 
 def one(**resources: float) -> dict[str, dict[str, float]]:
     return {"n": resources}
@@ -301,12 +299,6 @@ def one(**resources: float) -> dict[str, dict[str, float]]:
             "auto",
             None,
             Pool(1, 1.0, 1.0, 0.49, "cuda", (("a", 1),)),
-        ),
-        (
-            {"a": {"CPU": 1.0, "object_store_memory": 200 * MIB}},
-            "cpu",
-            None,
-            Pool(1, 0.75, 0.0, 0.12, "cpu", (("a", 1),), store=100 * MIB),
         ),
     ],
 )
