@@ -19,7 +19,7 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -391,11 +391,10 @@ def _refused(exc: BaseException) -> bool:
 
 
 def quiet() -> None:
-    """Quiet Ray's own chatter in this process, where the user has not chosen otherwise: its
-    core's log lines below fatal on stderr (`RAY_BACKEND_LOG_LEVEL`; what fails reaches
-    Python as an exception), the warning that token authentication is on or off, and colour
-    codes when stderr is not a terminal (`RAY_COLOR_PREFIX`)."""
-    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
+    """Quiet Ray's own chatter in this process, where the user has not chosen otherwise: the
+    warning that token authentication is on or off, and colour codes when stderr is not a
+    terminal (`RAY_COLOR_PREFIX`). (Setting `RAY_BACKEND_LOG_LEVEL` would quiet Ray's core
+    too, but makes it log a line of its own to say so.)"""
     if not sys.stderr.isatty():
         os.environ.setdefault("RAY_COLOR_PREFIX", "0")
     logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(
@@ -419,9 +418,10 @@ def _run(
         with staged_directory(target) as staging:
             # One block per read task as planned: left to itself, Ray would split each task's
             # output into many small blocks, only for map_batches to gather them again.
-            dataset = ray.data.read_datasource(
+            dataset = _quietly(ray.data.read_datasource)(
                 _Pieces(pieces, rows), num_cpus=pool.io_cpus, override_num_blocks=len(pieces)
-            ).map_batches(
+            )
+            dataset = _quietly(dataset.map_batches)(
                 _ScoreActor,
                 fn_constructor_kwargs={
                     "model": model,
@@ -434,10 +434,13 @@ def _run(
                 batch_size=rows,
                 batch_format="pyarrow",
                 zero_copy_batch=True,
+                # An actor is not restarted: its bundle is bound to a node, and one whose node
+                # went would wait for it forever; the job fails instead.
+                max_restarts=0,
             )
             failure: OnnxDigitsError | None = None
             try:
-                dataset.write_parquet(
+                _quietly(dataset.write_parquet)(
                     os.fspath(staging.resolve()),  # workers may start elsewhere
                     ray_remote_args={"num_cpus": pool.io_cpus},
                 )
@@ -537,10 +540,15 @@ def _settings(group: PlacementGroup, start_timeout: float, progress: bool) -> It
     context.enable_progress_bars = progress
     context.print_on_execution_start = False
     options.preserve_order = True  # the rows in the order of the one-process job
-    quiet = _PoolTimeoutFilter()
+    quiet, chatter = _PoolTimeoutFilter(), _Chatter()
     data_log = logging.getLogger("ray.data")
     level = data_log.level
     logging.getLogger("ray.data.exceptions").addFilter(quiet)
+    chatty = [
+        logging.getLogger(name) for name in ("ray.data.dataset", "ray.data._internal.progress")
+    ]
+    for logger in chatty:
+        logger.addFilter(chatter)
     if not progress:
         data_log.setLevel(logging.WARNING)
     try:
@@ -556,7 +564,33 @@ def _settings(group: PlacementGroup, start_timeout: float, progress: bool) -> It
             options.preserve_order,
         ) = saved[2:]
         logging.getLogger("ray.data.exceptions").removeFilter(quiet)
+        for logger in chatty:
+            logger.removeFilter(chatter)
         data_log.setLevel(level)
+
+
+class _Chatter(logging.Filter):
+    """Ray Data's warnings that do not apply to a job in its own placement group: that the
+    cluster has no CPU free (the group holds them), and that progress bars are off (-q)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return "does not have any available CPUs" not in message and (
+            "Progress bars disabled" not in message
+        )
+
+
+def _quietly(call: Callable[..., Any]) -> Callable[..., Any]:
+    """`call`, with the Python warnings that Ray Data raises in it left out: the deprecation
+    of `ray_remote_args`, and that the pool is larger than the blocks it got at once."""
+
+    def quiet_call(*args: Any, **kwargs: Any) -> Any:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+            warnings.filterwarnings("ignore", message="The minimum number of concurrent actors")
+            return call(*args, **kwargs)
+
+    return quiet_call
 
 
 def _reason(exc: BaseException) -> OnnxDigitsError:
