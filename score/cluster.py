@@ -3,11 +3,13 @@
 
 The pipeline reads the same pieces as the one-process job (`inputs.plan`), one read task per
 piece, and scores them with the same `Scorer`, one per actor, so it writes the same rows, in the
-same order. The pool is sized from the resources the cluster has free, not the ones it has:
-actors that each ask for a whole CPU never start while other actors (Serve replicas, another
-job) hold the cores, and Ray would wait for them forever. Here each actor asks for a share of
-what is free, the read tasks keep a share of their own, and a pool that still cannot start fails
-after `start_timeout` seconds with a `PoolError`.
+same order. The pool is sized and placed from what each node has free, not from what the
+cluster has: actors that each ask for a whole CPU never start while other actors (Serve
+replicas, another job) hold the cores, and a pool sized from the cluster's totals may fit on no
+node (two nodes of one CPU each hold no actor of 0.75 CPU beside a read task of 0.5). Here each
+node keeps a share for the read and write tasks and holds as many actors as fit in the rest;
+the whole pool is reserved as one placement group, bound node by node, and the job runs in it.
+A pool that cannot be placed fails after `start_timeout` seconds with a `PoolError`.
 """
 
 from __future__ import annotations
