@@ -194,7 +194,9 @@ async def post_all(
     async with httpx.AsyncClient(
         base_url=url,
         headers={"Authorization": f"Bearer {TOKEN}"},
-        timeout=timeout_s,
+        # Each request's send and answer within timeout_s; a wait for a free connection is
+        # bounded by the whole run's bound below.
+        timeout=httpx.Timeout(timeout_s, pool=None),
         limits=httpx.Limits(max_connections=connections),
     ) as http:
         # Bounded as a whole too: a request the pool never sends would otherwise wait forever.
