@@ -17,6 +17,8 @@ through Ray's object serialisation; nothing a client sends is unpickled.
 from __future__ import annotations
 
 import asyncio
+import faulthandler
+import logging
 import os
 import signal
 import threading
@@ -33,6 +35,7 @@ from onnxdigits.manifest import ENV_VAR as ARTIFACTS_VAR
 from onnxdigits.score.cluster import connect
 from onnxdigits.session import ENV_VAR as DEVICE_VAR
 from ray import serve
+from ray._private import ray_constants
 from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
 from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException
@@ -411,7 +414,12 @@ def serve_on_ray(
     where = str(Path(where).resolve()) if where else None
     device = device or os.environ.get(DEVICE_VAR) or None
     local = address is None and not os.environ.get("RAY_ADDRESS")
+    # This command ends on SIGTERM: Ray's handler of fatal signals would print a stack dump for
+    # it. Python's own handler still reports a real crash.
+    ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER = True
+    faulthandler.enable()
     connect(address, OnnxDigitsError, object_store_memory=LOCAL_OBJECT_STORE)
+    logging.getLogger("ray.serve").setLevel(logging.WARNING)  # "Started Serve", and so on
     try:
         need = (2 * replicas + 1) * replica_cpus
         have = ray.cluster_resources().get("CPU", 0)
