@@ -284,7 +284,8 @@ def benchmark(
         say(f"writing {pngs:,} PNG files into {png_folder}")
         _pngs(np.resize(x_test, (pngs, 28, 28)), png_folder)
         datasets: list[tuple[str, str]] = [
-            (f"MNIST npz ({len(images):,})", str(data)),
+            # By absolute path, as every node of a cluster sees it.
+            (f"MNIST npz ({len(images):,})", str(data.resolve())),
             (f"PNG files ({pngs:,})", str(png_folder)),
         ]
         if million:
