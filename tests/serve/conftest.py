@@ -1,7 +1,8 @@
 """Fixtures of the service tests: real servers on loopback, started through the CLI.
 
 One uvicorn server and one Ray Serve deployment (on the session's two-node Ray cluster) are shared
-by the whole session; `server` parametrises a test over both hosts.
+by the service tests (the deployment goes after them, so that other tests find the cluster
+free); `server` parametrises a test over both hosts.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def uvicorn_server() -> Iterator[Server]:
     assert status == 0, f"uvicorn server exited {status} on SIGTERM:\n{server.logs()}"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # gone after the service tests: the cluster is the session's
 def ray_server(ray_cluster: RayCluster) -> Iterator[Server]:
     """The Ray Serve host on the session's two-node cluster (`tests/ray_cluster.py`), with two
     replicas per model deployment, deployed by the CLI."""
@@ -94,7 +95,7 @@ def ray_server(ray_cluster: RayCluster) -> Iterator[Server]:
     assert status == 0, f"Ray host exited {status} on SIGTERM:\n{server.logs()}"
 
 
-@pytest.fixture(scope="session", params=["uvicorn", "ray"])
+@pytest.fixture(scope="package", params=["uvicorn", "ray"])
 def server(request: pytest.FixtureRequest) -> Server:
     """Each host in turn: the service tests run against both."""
     return request.getfixturevalue(f"{request.param}_server")
