@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import faulthandler
 import logging
+import math
 import os
 import signal
 import threading
@@ -331,6 +332,7 @@ def application(
     artifacts: str | None,
     device: str | None,
     ingress_node: str | None = None,
+    nodes: int = 1,
 ) -> Any:
     """The Serve application: the ingress bound to the two model deployments.
 
@@ -344,6 +346,8 @@ def application(
         device: the device each replica asks for; None for each node's default.
         ingress_node: the node the ingress should run on, where it has room (else anywhere);
             None for anywhere.
+        nodes: the cluster's nodes with CPUs: each deployment's replicas are spread over them,
+            at most replicas/nodes (rounded up) on one, so that losing a node loses few.
 
     Returns:
         A bound Serve application for `serve.run`.
@@ -351,6 +355,7 @@ def application(
     options: dict[str, Any] = {
         "num_replicas": replicas,
         "ray_actor_options": {"num_cpus": replica_cpus},
+        "max_replicas_per_node": math.ceil(replicas / max(1, nodes)),
         # Room for a batch to form while the previous one runs.
         "max_ongoing_requests": max(2 * max_batch, 32),
     }
@@ -442,6 +447,7 @@ def serve_on_ray(
             # Beside the proxy of the URL announced (this node's), so that requests through it
             # reach the ingress whichever other node goes.
             ingress_node=ray.get_runtime_context().get_node_id(),
+            nodes=sum(1 for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU", 0) > 0),
         )
         serve.run(app, name=APP, route_prefix="/")
         shown = f"[{host}]" if ":" in host else host
