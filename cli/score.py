@@ -231,9 +231,21 @@ def export_triton_command(
 )
 @click.option("--million", is_flag=True, help="Also a million images from one npz, once each.")
 @click.option("--ray/--no-ray", default=True, show_default=True, help="Include the Ray runs.")
+@click.option(
+    "--address",
+    default=None,
+    help="Run the Ray runs on this Ray cluster (its head's host:port); the table says how many "
+    "nodes each pool used. Defaults to a local cluster for each run.",
+)
 @figures_option
 def bench_score_command(
-    data: Path, pngs: int, repeats: int, million: bool, ray: bool, json_path: Path | None
+    data: Path,
+    pngs: int,
+    repeats: int,
+    million: bool,
+    ray: bool,
+    address: str | None,
+    json_path: Path | None,
 ) -> None:
     """Time `score` on the npz's images and on PNG files, in one process and on a local Ray
     cluster with 1 and 2 actors, beside the SDK's in-process rate, on the CPU.
@@ -246,4 +258,12 @@ def bench_score_command(
         from onnxdigits.score.bench import benchmark
     except ModuleNotFoundError as exc:
         raise _missing(exc, SCORE_EXTRA) from None
-    benchmark(data, pngs=pngs, repeats=repeats, million=million, ray=ray, json_path=json_path)
+    benchmark(
+        data,
+        pngs=pngs,
+        repeats=repeats,
+        million=million,
+        ray=ray,
+        json_path=json_path,
+        address=address,
+    )

@@ -287,6 +287,13 @@ def _hosts(ctx: click.Context, param: click.Parameter, value: str) -> list[str]:
     show_default=True,
     help="Seconds of load before each measurement starts.",
 )
+@click.option(
+    "--address",
+    default=None,
+    help="Deploy the Ray hosts on this Ray cluster (its head's host:port), where ray-1 and "
+    "ray-2 put one or two replicas of each model over its nodes. Defaults to a local cluster "
+    "for each.",
+)
 @figures_option
 @artifacts_option
 @device_option
@@ -296,6 +303,7 @@ def bench_serve_command(
     clients: list[int],
     seconds: float,
     warmup: float,
+    address: str | None,
     json_path: Path | None,
     artifacts: Path | None,
     device: str | None,
@@ -322,6 +330,7 @@ def bench_serve_command(
         device,
         artifacts,
         lambda line: click.echo(line, err=True),
+        address,
     )
     after = machine_notes()
     about = {**machine(), **before, "load_after": after["load"], "command": command.strip()}

@@ -13,7 +13,6 @@ once). Generated inputs live in a temporary directory, removed at the end.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import platform
 import shutil
@@ -45,6 +44,7 @@ class Run:
     peak_rss: int  # bytes: the child itself
     peak_pss: int  # bytes: the child and its descendants, summed
     load: tuple[float, float, float]  # the load average as it ended
+    nodes: int = 0  # the Ray nodes that the pool ran on (0: not on Ray)
 
 
 @dataclass
@@ -79,6 +79,7 @@ def _child(argv: list[str]) -> None:
     """Run one workload and print {"seconds", "rows"} as JSON on the last line of stdout."""
     kind, data, out = argv[0], argv[1], argv[2]
     actors = int(argv[3]) if len(argv) > 3 else None
+    address = argv[4] if len(argv) > 4 else None
     if kind == "sdk":
         import onnxdigits
 
@@ -105,11 +106,18 @@ def _child(argv: list[str]) -> None:
         result = {"seconds": summary.seconds, "rows": summary.rows}
     else:
         import ray
-        from onnxdigits.score.cluster import score_on_ray
+        from onnxdigits.score.cluster import connect, score_on_ray
 
-        ray.init(include_dashboard=False, logging_level=logging.WARNING)
+        connect(address)
+        job = ray.get_runtime_context().get_job_id()
         summary = score_on_ray([data], out, device="cpu", actors=actors, progress=False)
-        result = {"seconds": summary.seconds, "rows": summary.rows}
+        # The nodes this job's pool ran on, from the cluster's table of actors.
+        nodes = {
+            actor["Address"]["NodeID"]
+            for actor in ray._private.state.actors(job_id=ray.JobID.from_hex(job)).values()
+            if actor["ActorClassName"].startswith("MapWorker")
+        }
+        result = {"seconds": summary.seconds, "rows": summary.rows, "nodes": len(nodes)}
         ray.shutdown()
     result["peak_rss"] = _peak_rss()
     print(json.dumps(result))
@@ -186,6 +194,7 @@ def _watch(command: list[str], env: dict[str, str]) -> Run:
         peak_rss=report["peak_rss"],
         peak_pss=peak,
         load=os.getloadavg(),
+        nodes=report.get("nodes", 0),
     )
 
 
@@ -226,8 +235,10 @@ def _table(rows: list[Row], baselines: dict[str, float]) -> str:
     ]
     for row in rows:
         ratio = f"{row.rate / baselines[row.data]:.2f}x" if row.data in baselines else "-"
+        nodes = max(run.nodes for run in row.runs)
+        how = f"{row.how} on {nodes} node(s)" if nodes else row.how
         lines.append(
-            f"| {row.data} | {row.how} | {row.runs[0].rows:,} | {row.seconds:.2f} | "
+            f"| {row.data} | {how} | {row.runs[0].rows:,} | {row.seconds:.2f} | "
             f"{row.rate:,.0f} | {ratio} | {row.peak_rss / MIB:,.0f} | "
             f"{row.peak_pss / MIB:,.0f} |"
         )
@@ -249,8 +260,10 @@ def benchmark(
     million: bool = False,
     ray: bool = True,
     json_path: Path | None = None,
+    address: str | None = None,
 ) -> None:
-    """Run the benchmark, print its table (and write JSON to `json_path`)."""
+    """Run the benchmark, print its table (and write JSON to `json_path`); the Ray runs on the
+    cluster at `address`, else on a local cluster each."""
 
     def say(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
@@ -271,7 +284,8 @@ def benchmark(
         say(f"writing {pngs:,} PNG files into {png_folder}")
         _pngs(np.resize(x_test, (pngs, 28, 28)), png_folder)
         datasets: list[tuple[str, str]] = [
-            (f"MNIST npz ({len(images):,})", str(data)),
+            # By absolute path, as every node of a cluster sees it.
+            (f"MNIST npz ({len(images):,})", str(data.resolve())),
             (f"PNG files ({pngs:,})", str(png_folder)),
         ]
         if million:
@@ -283,9 +297,10 @@ def benchmark(
         kinds: list[tuple[str, list[str]]] = [("SDK in process", ["sdk"])]
         kinds.append(("score, one process", ["score"]))
         if ray:
+            on = [address] if address else []
             kinds += [
-                ("score --ray, 1 actor", ["ray", "1"]),
-                ("score --ray, 2 actors", ["ray", "2"]),
+                ("score --ray, 1 actor", ["ray", "1", *on]),
+                ("score --ray, 2 actors", ["ray", "2", *on]),
             ]
         plan = [
             (Row(name, how), source, kind)
@@ -293,7 +308,7 @@ def benchmark(
             for how, kind in kinds
             # A million images once each, and not by the SDK, which would hold them all (that
             # is what `score` avoids), nor by one Ray actor.
-            if not (name == MILLION_NAME and (kind[0] == "sdk" or kind[1:] == ["1"]))
+            if not (name == MILLION_NAME and (kind[0] == "sdk" or kind[1:2] == ["1"]))
         ]
         # The workloads take turns, repeat by repeat, so that a change in the machine's load
         # falls on all of them alike.

@@ -17,6 +17,9 @@ through Ray's object serialisation; nothing a client sends is unpickled.
 from __future__ import annotations
 
 import asyncio
+import faulthandler
+import logging
+import math
 import os
 import signal
 import threading
@@ -30,8 +33,10 @@ import ray
 from fastapi import FastAPI
 from onnxdigits.errors import InputError, OnnxDigitsError
 from onnxdigits.manifest import ENV_VAR as ARTIFACTS_VAR
+from onnxdigits.score.cluster import connect
 from onnxdigits.session import ENV_VAR as DEVICE_VAR
 from ray import serve
+from ray._private import ray_constants
 from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
 from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException
@@ -41,6 +46,9 @@ from .models import Models
 
 APP = "onnxdigits"
 CALL_TIMEOUT_S = 60  # a model call that takes longer is answered 503, not left hanging
+RETRIES = 4  # more tries of a call whose replica was lost, RETRY_WAIT_S apart, doubling
+RETRY_WAIT_S = 0.25
+_NODE_LABEL = "ray.io/node-id"  # the label Ray gives every node: its id
 STOP_TIMEOUT_S = 120  # for the replicas to drain and the application to go
 LOCAL_OBJECT_STORE = 256 * 2**20  # the arrays passed are small; Ray's default is 30% of memory
 
@@ -204,9 +212,10 @@ class RayBackend:
     session run it asks for, so the ingress makes as few as it can. (Their images were checked
     here already; latent points are checked in the replica, so decode requests go one by one.)
 
-    A call to a replica that dies is tried once more (the models are pure functions, and Serve
-    routes the retry to a live replica); a second failure or a call past `CALL_TIMEOUT_S` is
-    answered 503. The SDK's errors raised in a replica reach the app as themselves.
+    A call to a replica that dies, or whose node goes, is tried again up to RETRIES times, a
+    little later each time (the models are pure functions, and Serve routes the retry to a live
+    replica); one that fails every time, or takes past `CALL_TIMEOUT_S` in all, is answered
+    503 with the reason. The SDK's errors raised in a replica reach the app as themselves.
     """
 
     host = "ray"
@@ -240,25 +249,32 @@ class RayBackend:
         return results
 
     async def _call(self, method: Callable[..., Any], *args: Any) -> Any:
-        for attempt in range(2):
+        clock = asyncio.get_running_loop().time
+        deadline = clock() + CALL_TIMEOUT_S
+        lost, attempt = "", 0
+        for attempt in range(RETRIES + 1):
             response = method(*args)
             try:
-                return await asyncio.wait_for(_result(response), CALL_TIMEOUT_S)
+                return await asyncio.wait_for(_result(response), max(deadline - clock(), 0.1))
             except RayTaskError as exc:
                 if isinstance(exc.cause, OnnxDigitsError):
                     raise exc.cause from None
                 raise
             except (RayActorError, ActorUnavailableError) as exc:
-                if attempt == 1:
-                    raise HTTPException(
-                        503, f"a model replica was lost ({type(exc).__name__}); retry"
-                    ) from None
+                # The replica died, or its node went: Serve drops it from its routing (or
+                # probes it first) once told, so a retry a moment later reaches a live one.
+                lost = type(exc).__name__
+                if attempt == RETRIES or deadline - clock() < 1:
+                    break
+                await asyncio.sleep(RETRY_WAIT_S * 2**attempt)
             except TimeoutError:
                 response.cancel()
                 raise HTTPException(
                     503, f"the models did not answer within {CALL_TIMEOUT_S} s; retry later"
                 ) from None
-        raise AssertionError("unreachable")
+        raise HTTPException(
+            503, f"the model replicas were lost ({lost}, {attempt + 1} tries); retry later"
+        )
 
     async def classify(self, batch: np.ndarray) -> np.ndarray:
         return await self._classify(batch)
@@ -319,6 +335,8 @@ def application(
     replica_cpus: float,
     artifacts: str | None,
     device: str | None,
+    ingress_node: str | None = None,
+    nodes: int = 1,
 ) -> Any:
     """The Serve application: the ingress bound to the two model deployments.
 
@@ -330,6 +348,10 @@ def application(
         replica_cpus: the logical CPUs each actor reserves.
         artifacts: the set's directory as every node sees it; None for the default set.
         device: the device each replica asks for; None for each node's default.
+        ingress_node: the node the ingress should run on, where it has room (else anywhere);
+            None for anywhere.
+        nodes: the cluster's nodes with CPUs: each deployment's replicas are spread over them,
+            at most replicas/nodes (rounded up) on one, so that losing a node loses few.
 
     Returns:
         A bound Serve application for `serve.run`.
@@ -337,6 +359,7 @@ def application(
     options: dict[str, Any] = {
         "num_replicas": replicas,
         "ray_actor_options": {"num_cpus": replica_cpus},
+        "max_replicas_per_node": math.ceil(replicas / max(1, nodes)),
         # Room for a batch to form while the previous one runs.
         "max_ongoing_requests": max(2 * max_batch, 32),
     }
@@ -354,9 +377,13 @@ def application(
         )
         return create_app(backend, token=token, limits=limits)
 
+    ingress_options: dict[str, Any] = {"num_cpus": replica_cpus}
+    if ingress_node is not None:
+        ingress_options["label_selector"] = {_NODE_LABEL: ingress_node}
+        ingress_options["fallback_strategy"] = [{"label_selector": {}}]
     ingress = serve.deployment(
         name="ingress",
-        ray_actor_options={"num_cpus": replica_cpus},
+        ray_actor_options=ingress_options,
         max_ongoing_requests=1024,
     )(serve.ingress(build_app)())
     # The model deployments are bound as arguments so that Serve deploys them with the ingress.
@@ -395,11 +422,13 @@ def serve_on_ray(
     where = artifacts or os.environ.get(ARTIFACTS_VAR)
     where = str(Path(where).resolve()) if where else None
     device = device or os.environ.get(DEVICE_VAR) or None
-    local = address is None
-    if local:
-        ray.init(include_dashboard=False, object_store_memory=LOCAL_OBJECT_STORE)
-    else:
-        ray.init(address=address)
+    local = address is None and not os.environ.get("RAY_ADDRESS")
+    # This command ends on SIGTERM: Ray's handler of fatal signals would print a stack dump for
+    # it. Python's own handler still reports a real crash.
+    ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER = True
+    faulthandler.enable()
+    connect(address, OnnxDigitsError, object_store_memory=LOCAL_OBJECT_STORE)
+    logging.getLogger("ray.serve").setLevel(logging.WARNING)  # "Started Serve", and so on
     try:
         need = (2 * replicas + 1) * replica_cpus
         have = ray.cluster_resources().get("CPU", 0)
@@ -419,6 +448,10 @@ def serve_on_ray(
             replica_cpus=replica_cpus,
             artifacts=where,
             device=device,
+            # Beside the proxy of the URL announced (this node's), so that requests through it
+            # reach the ingress whichever other node goes.
+            ingress_node=ray.get_runtime_context().get_node_id(),
+            nodes=sum(1 for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU", 0) > 0),
         )
         serve.run(app, name=APP, route_prefix="/")
         shown = f"[{host}]" if ":" in host else host

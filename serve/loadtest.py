@@ -321,9 +321,11 @@ def benchmark(
     device: str | None,
     artifacts: Path | None,
     progress: Callable[[str], None],
+    address: str | None = None,
 ) -> dict[str, Any]:
     """Measure every host in `hosts` (keys of HOSTS) classifying each count of `images` per
-    request, at each count of `clients`.
+    request, at each count of `clients`; the Ray hosts on the cluster at `address` (else a
+    local cluster each), where the CPU counted is only that of the command's own processes.
 
     Returns:
         {"sdk": {workload name: requests/s}, "cells": [Cell, ...], "png_bytes": size}.
@@ -342,10 +344,14 @@ def benchmark(
         sdk[work.name] = sdk_rate(png, work.images, seconds, classifier)
         progress(f"SDK in-process, {work.name}: {sdk[work.name]:.1f} requests/s")
     cells = []
+    cluster_port = free_port()
     for host in hosts:
         progress(f"starting {host} ...")
+        on = ["--address", address] if address and "--ray" in HOSTS[host] else []
+        # Serve on a cluster outlives each command, its proxies on the port it first got.
+        port = cluster_port if on else free_port()
         server = ServerProcess.start(
-            [*HOSTS[host], "--port", str(free_port()), "--max-images", "256", *common]
+            [*HOSTS[host], *on, "--port", str(port), "--max-images", "256", *common]
         )
         try:
             for work in workloads:

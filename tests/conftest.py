@@ -9,6 +9,8 @@ import numpy as np
 import onnxdigits
 import pytest
 
+from .ray_cluster import ray_cluster  # noqa: F401  (the two-node Ray cluster of the --ray tests)
+
 
 @pytest.fixture(scope="session")
 def artifacts() -> onnxdigits.Artifacts:

@@ -1,7 +1,8 @@
 """Fixtures of the service tests: real servers on loopback, started through the CLI.
 
-One uvicorn server and one Ray Serve deployment (on one small local Ray cluster) are shared by the
-whole session; `server` parametrises a test over both hosts.
+One uvicorn server and one Ray Serve deployment (on the session's two-node Ray cluster) are shared
+by the service tests (the deployment goes after them, so that other tests find the cluster
+free); `server` parametrises a test over both hosts.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import numpy as np
 import onnxdigits
 import pytest
 from onnxdigits.serve.loadtest import ServerProcess, free_port
+
+from ..ray_cluster import RayCluster
 
 TOKEN = "test-token-5f1c"
 MAX_IMAGES = 256
@@ -71,31 +74,15 @@ def uvicorn_server() -> Iterator[Server]:
     assert status == 0, f"uvicorn server exited {status} on SIGTERM:\n{server.logs()}"
 
 
-@pytest.fixture(scope="session")
-def ray_cluster() -> Iterator[str]:
-    """A local Ray cluster on two logical CPUs with a small object store: its GCS address."""
-    ray = pytest.importorskip("ray")
-    ray.init(
-        num_cpus=2,
-        object_store_memory=100 * 2**20,
-        include_dashboard=False,
-        log_to_driver=False,
-        namespace="onnxdigits-tests",
-    )
-    try:
-        yield ray.get_runtime_context().gcs_address
-    finally:
-        ray.shutdown()
-
-
-@pytest.fixture(scope="session")
-def ray_server(ray_cluster: str) -> Iterator[Server]:
-    """The Ray Serve host with two replicas per model deployment, deployed by the CLI."""
+@pytest.fixture(scope="package")  # gone after the service tests: the cluster is the session's
+def ray_server(ray_cluster: RayCluster) -> Iterator[Server]:
+    """The Ray Serve host on the session's two-node cluster (`tests/ray_cluster.py`), with two
+    replicas per model deployment, deployed by the CLI."""
     server = start_server(
         "ray",
         "--ray",
         "--address",
-        ray_cluster,
+        ray_cluster.address,
         "--port",
         str(free_port()),
         "--replicas",
@@ -111,7 +98,7 @@ def ray_server(ray_cluster: str) -> Iterator[Server]:
     assert status == 0, f"Ray host exited {status} on SIGTERM:\n{server.logs()}"
 
 
-@pytest.fixture(scope="session", params=["uvicorn", "ray"])
+@pytest.fixture(scope="package", params=["uvicorn", "ray"])
 def server(request: pytest.FixtureRequest) -> Server:
     """Each host in turn: the service tests run against both."""
     return request.getfixturevalue(f"{request.param}_server")

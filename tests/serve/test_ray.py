@@ -14,6 +14,7 @@ import numpy as np
 import onnxdigits
 import pytest
 
+from ..ray_cluster import RayCluster
 from .conftest import TOKEN, Server
 
 ray = pytest.importorskip("ray")
@@ -152,3 +153,110 @@ def test_a_replica_killed_mid_load_loses_no_later_request(
         )
     # Serve replaces the replica; the tests after this one see two again.
     assert victim not in wait_for_replicas("classifier", 2)
+
+
+# --- on two nodes ------------------------------------------------------------------------------
+
+
+def replica_nodes(deployment: str) -> set[str]:
+    """The nodes that the live replicas of one of the application's deployments run on."""
+    return {
+        actor["Address"]["NodeID"]
+        for actor in ray._private.state.actors().values()
+        if actor["State"] == "ALIVE" and f"{APP}#{deployment}#" in (actor.get("Name") or "")
+    }
+
+
+def test_replicas_run_on_both_nodes(ray_server: Server, ray_cluster: RayCluster) -> None:
+    for deployment in ("classifier", "latent"):
+        wait_for_replicas(deployment, 2)
+        assert replica_nodes(deployment) == ray_cluster.ids(), deployment
+    # The ingress runs beside the proxy of the URL that the command printed: the head's.
+    assert replica_nodes("ingress") == {ray_cluster.node_ids[ray_cluster.head.ip]}
+
+
+async def post_all(
+    url: str, pngs: list[bytes], count: int, connections: int, timeout_s: float = 60
+) -> list[tuple[int, int, str]]:
+    """`count` classify requests at once through a client of `connections` connections:
+    (which PNG, status or 0 for a transport error, body or error) for each."""
+
+    async def one(index: int, http: httpx.AsyncClient) -> tuple[int, int, str]:
+        which = index % len(pngs)
+        try:
+            response = await http.post(
+                "/v1/classify", content=pngs[which], headers={"Content-Type": "image/png"}
+            )
+        except httpx.HTTPError as exc:
+            return which, 0, repr(exc)
+        return which, response.status_code, response.text
+
+    async with httpx.AsyncClient(
+        base_url=url,
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        # Each request's send and answer within timeout_s; a wait for a free connection is
+        # bounded by the whole run's bound below.
+        timeout=httpx.Timeout(timeout_s, pool=None),
+        limits=httpx.Limits(max_connections=connections),
+    ) as http:
+        # Bounded as a whole too: a request the pool never sends would otherwise wait forever.
+        return await asyncio.wait_for(
+            asyncio.gather(*(one(i, http) for i in range(count))), 10 * timeout_s
+        )
+
+
+def assert_right(results: list[tuple[int, int, str]], expected: np.ndarray) -> None:
+    import json
+
+    for which, status, body in results:
+        if status == 200:
+            np.testing.assert_allclose(
+                json.loads(body)["probabilities"], expected[which : which + 1], atol=1e-6, rtol=0
+            )
+
+
+def test_a_thousand_concurrent_requests_are_all_answered(
+    ray_server: Server, pngs: list[bytes], classifier: onnxdigits.Classifier
+) -> None:
+    results = asyncio.run(post_all(ray_server.url, pngs, 1000, connections=100))
+    assert len(results) == 1000
+    failed = [(status, body[:200]) for _, status, body in results if status != 200]
+    assert not failed, failed[:3]
+    assert_right(results, classifier.predict_proba(pngs))
+
+
+def test_losing_a_node_under_load_answers_every_request_or_says_503(
+    ray_server: Server,
+    ray_cluster: RayCluster,
+    pngs: list[bytes],
+    classifier: onnxdigits.Classifier,
+    capsys: Any,
+) -> None:
+    """The second node's every process killed while 600 requests are under way: each is
+    answered right (retried on a live replica where its replica went) or refused with a 503
+    that says why, none hangs; then the node comes back and Serve places replicas on it."""
+    for deployment in ("classifier", "latent"):
+        wait_for_replicas(deployment, 2)
+    assert len(replica_nodes("classifier")) == 2
+
+    async def load_and_kill() -> list[tuple[int, int, str]]:
+        load = asyncio.ensure_future(post_all(ray_server.url, pngs, 600, connections=16))
+        await asyncio.sleep(1.5)
+        await asyncio.to_thread(ray_cluster.worker.kill)
+        return await load
+
+    try:
+        results = asyncio.run(load_and_kill())
+    finally:
+        ray_cluster.restart_worker()
+    assert len(results) == 600
+    refused = [body for _, status, body in results if status == 503]
+    other = [(status, body[:200]) for _, status, body in results if status not in (200, 503)]
+    assert not other, other[:3]  # no transport error, no 500, no timeout
+    assert all("retry" in body for body in refused), refused[:3]
+    assert_right(results, classifier.predict_proba(pngs))
+    with capsys.disabled():
+        print(f"\na node lost under load: {len(refused)} of 600 requests refused with 503")
+    # Serve puts the lost replicas back once the node is back.
+    for deployment in ("classifier", "latent"):
+        wait_for_replicas(deployment, 2)
