@@ -12,6 +12,11 @@ class InputError(OnnxDigitsError, ValueError):
     """Images or latent points that the models cannot take."""
 
 
+class ImageTooLargeError(InputError):
+    """An image that would decode to more pixels than it may (`onnxdigits.images.MAX_PIXELS`,
+    or Pillow's own refusal): HTTP's 413 where the service meets it."""
+
+
 class NoClassRegionsError(InputError):
     """A digit asked of a set whose manifest has no class regions for that model."""
 

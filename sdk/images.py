@@ -15,7 +15,7 @@ from typing import Any, BinaryIO
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
-from .errors import InputError, check_count
+from .errors import ImageTooLargeError, InputError, check_count
 from .files import open_regular
 from .specs import IMAGE_SHAPE
 
@@ -380,7 +380,7 @@ def _errors(name: str) -> Iterator[None]:
     except IsADirectoryError:
         raise InputError(f"{name} is a directory, not an image file") from None
     except Image.DecompressionBombError as exc:
-        raise InputError(f"{name} is too large to decode safely: {_reason(exc)}") from None
+        raise ImageTooLargeError(f"{name} is too large to decode safely: {_reason(exc)}") from None
     except UnidentifiedImageError:
         raise InputError(
             f"{name} is not a readable image: not a file of the formats read here "
@@ -419,7 +419,7 @@ def _check_budget(size: tuple[int, int], name: str) -> None:
     """Refuse an image that decodes to more than `MAX_PIXELS` pixels."""
     pixels = size[0] * size[1]
     if pixels > MAX_PIXELS:
-        raise InputError(
+        raise ImageTooLargeError(
             f"{name} is too large to decode safely: {size[0]}x{size[1]} pixels "
             f"({pixels / 1e6:.1f} megapixels as decoded); images of at most "
             f"{MAX_PIXELS / 1e6:.1f} megapixels are read (a digit needs far fewer: scale it down)"

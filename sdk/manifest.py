@@ -380,7 +380,10 @@ def _latent_classes(
     try:
         return LatentClasses.from_json(value, spec.latent_dim or 0)
     except ValueError as exc:
-        raise ArtifactError(f"{where}: {what}.latent_classes is malformed: {exc}") from None
+        raise ArtifactError(
+            f"{where}: the manifest entry of {spec.key!r} is malformed: "
+            f"{what}.latent_classes: {exc}"
+        ) from None
 
 
 def _size(value: object, what: str, where: str) -> int:

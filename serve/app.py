@@ -28,7 +28,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from onnxdigits import __version__, images, tile, to_batch, to_image
-from onnxdigits.errors import InputError, NoClassRegionsError, OnnxDigitsError
+from onnxdigits.errors import ImageTooLargeError, InputError, NoClassRegionsError, OnnxDigitsError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
@@ -451,7 +451,7 @@ def check_pixels(files: Sequence[bytes], max_pixels: int) -> None:
     total = 0
     for index, data in enumerate(files):
         where = f"images[{index}]" if len(files) > 1 else "the image"
-        pixels = _image_pixels(data)
+        pixels = _image_pixels(data, where)
         if pixels > MAX_IMAGE_PIXELS:
             raise HTTPException(
                 413,
@@ -468,11 +468,17 @@ def check_pixels(files: Sequence[bytes], max_pixels: int) -> None:
             )
 
 
-def _image_pixels(data: bytes) -> int:
+def _image_pixels(data: bytes, where: str) -> int:
     """How many pixels the SDK will decode an image file to, from its header alone; 0 when the
-    header cannot be read, for the SDK to refuse by name (with the image's index) as it decodes."""
+    header cannot be read, for the SDK to refuse by name (with the image's index) as it decodes.
+
+    Raises:
+        HTTPException: 413 when the SDK refuses it as too large even to open.
+    """
     try:
         return images.image_pixels(data)
+    except ImageTooLargeError as exc:
+        raise HTTPException(413, f"{where}: {exc}") from None
     except InputError:
         return 0
 

@@ -291,8 +291,9 @@ REGIONS = {
     ],
 }
 REGIONS["digits"][7]["components"] = [
-    {"weight": 0.0, "mean": [5.0, 5.0], "cov": [[1.0, 0.0], [0.0, 1.0]]},
-    {"weight": 2.0, "mean": SEVEN_MEAN, "cov": [[1e-6, 0.0], [0.0, 4e-6]]},
+    # weights are positive and sum to 1 (the manifest reader checks it): the first is never drawn
+    {"weight": 1e-9, "mean": [5.0, 5.0], "cov": [[1.0, 0.0], [0.0, 1.0]]},
+    {"weight": 1.0 - 1e-9, "mean": SEVEN_MEAN, "cov": [[1e-6, 0.0], [0.0, 4e-6]]},
 ]
 
 
