@@ -2,8 +2,8 @@
 
 `main` (in `main.py`) is the group with its error boundary and shared options; the commands live
 by audience: the digit commands in `digits.py`, the training commands in `training.py`, the
-SDK's benchmark in `bench.py`, scoring and Triton in `score.py`, the service in `serve.py`, the
-static site for browsers in `web.py`.
+SDK's benchmark in `bench.py`, scoring in `score.py`, the service in `serve.py`, the sets written
+for other runtimes (a static site for browsers, a Triton repository) in `exports.py`.
 """
 
 from .bench import bench_command
@@ -18,8 +18,9 @@ from .digits import (
     scatter_command,
     verify_command,
 )
+from .exports import export_triton_command, export_web_command
 from .main import main
-from .score import bench_score_command, export_triton_command, score_command
+from .score import bench_score_command, score_command
 from .serve import bench_serve_command, serve_command
 from .training import (
     TRAIN_EXTRA,
@@ -30,7 +31,6 @@ from .training import (
     train_command,
     write_metadata_command,
 )
-from .web import export_web_command
 
 for _command in (
     grid_command,

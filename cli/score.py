@@ -1,5 +1,5 @@
-"""The commands for data sets and other servers: `score` (batch inference into Parquet, in one
-process or on Ray) and `export-triton` (a Triton Inference Server model repository)."""
+"""The commands for data sets: `score` (batch inference into Parquet, in one process or on Ray)
+and its benchmark."""
 
 from __future__ import annotations
 
@@ -10,14 +10,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import click
-from onnxdigits.models import CHUNK
-from onnxdigits.specs import MODELS, SUBMODELS
+from onnxdigits.specs import MODELS
 
 from .main import artifacts_option, device_option, figures_option
 
 SCORE_EXTRA = "pip install 'onnxdigits[score]'"
 RAY_EXTRA = "pip install 'onnxdigits[ray]'"
-TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:<yy.mm>-py3"  # any release since 22.12 (opset 17)
 
 
 def _missing(exc: ModuleNotFoundError, extra: str) -> click.ClickException:
@@ -146,73 +144,6 @@ def _terminate_on_sigterm() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def _model_names(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> list[str]:
-    """--models, repeated or comma-separated: each a model or a submodel."""
-    names = [name.strip() for item in value for name in item.split(",") if name.strip()]
-    known = set(MODELS) | set(SUBMODELS)
-    for name in names:
-        if name not in known:
-            raise click.BadParameter(
-                f"{name!r} is no model; choose from {', '.join(MODELS)} or a submodel "
-                f"({', '.join(SUBMODELS)})"
-            )
-    return names
-
-
-@click.command("export-triton", short_help="Write a Triton Inference Server model repository.")
-@click.option(
-    "--out",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="The repository's directory. Created if absent; in one that exists, only the models "
-    "written are replaced.",
-)
-@click.option(
-    "--models",
-    multiple=True,
-    callback=_model_names,
-    help="Models (classifier, ae, vae, cvae) or submodels (vae.encoder, ...) to write, "
-    "repeated or comma-separated. Defaults to every submodel of the set.",
-)
-@click.option(
-    "--max-batch",
-    type=click.IntRange(1, CHUNK["cuda"]),
-    default=CHUNK["cuda"],
-    show_default=True,
-    help="The largest batch Triton forms or accepts: at most the SDK's CUDA chunk.",
-)
-@click.option(
-    "--gpu",
-    is_flag=True,
-    help="GPU instance groups, exact float32 (TF32 off). By default CPU instance groups.",
-)
-@artifacts_option
-def export_triton_command(
-    out: Path, models: list[str], max_batch: int, gpu: bool, artifacts: Path | None
-) -> None:
-    """Write a Triton model repository: for each submodel, NAME/config.pbtxt and
-    NAME/1/model.onnx (the set's file, checked against its sha256), the name without dots.
-
-    The configuration gives platform onnxruntime_onnx, the manifest's inputs and outputs,
-    dynamic batching up to --max-batch and one instance on the CPU (or on each GPU with --gpu).
-    Prints each model's directory; stderr shows how to serve the repository with Triton's
-    container.
-    """
-    from onnxdigits.serve.triton import write_repository
-
-    written = write_repository(
-        out, artifacts=artifacts, models=models or None, max_batch_size=max_batch, gpu=gpu
-    )
-    for path in written:
-        click.echo(str(path))
-    gpus = "--gpus all " if gpu else ""
-    click.echo(
-        f"serve it with: docker run --rm {gpus}-p 8000:8000 -p 8001:8001 -p 8002:8002 "
-        f'-v "{out.resolve()}:/models:ro" {TRITON_IMAGE} tritonserver --model-repository=/models',
-        err=True,
-    )
 
 
 @click.command("bench-score", short_help="Time score in one process and on Ray beside the SDK.")

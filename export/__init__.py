@@ -1,10 +1,12 @@
 """onnxdigits.export: build and fit the Keras models, export their submodels to ONNX.
 
-This is the training side (the `train` extra). Its names are imported on first use (PEP 562),
-so that `onnxdigits.export.data.load_mnist`, which needs only numpy, works on the plain install;
-the names that need Keras import it when first touched. Importing `onnxdigits.export.models`
-registers the custom layers (`Sampling`, `VAE`) with Keras; the exported submodels hold only
-built-in layers and load with `keras.models.load_model(path, safe_mode=True)` without it.
+This is the training side (the `train` extra), and the writing of a set for other servers
+(`triton`, a Triton Inference Server model repository). Its names are imported on first use
+(PEP 562), so that `load_mnist`, `evaluate` and `onnxdigits.export.triton`, which need only numpy
+and the SDK, work on the plain install; the names that need Keras import it when first touched.
+Importing `onnxdigits.export.models` registers the custom layers (`Sampling`, `VAE`) with
+Keras; the exported submodels hold only built-in layers and load with
+`keras.models.load_model(path, safe_mode=True)` without it.
 """
 
 from __future__ import annotations

@@ -15,9 +15,8 @@ The page runs the ONNX files with onnxruntime-web's WebAssembly backend, on one 
 the site is served cross-origin isolated. onnxruntime-web comes from npm when the site is
 written (`npm pack`), or from a folder the caller names; nothing is loaded from a CDN.
 
-This module imports numpy and the SDK only: `onnxdigits.export` imports Keras when imported,
-and writing a site needs no training code, as writing a Triton repository (`triton.py`) needs
-none.
+This module imports numpy and the SDK only: writing a site needs no training code, as writing a
+Triton repository (`onnxdigits.export.triton`) needs none.
 """
 
 from __future__ import annotations

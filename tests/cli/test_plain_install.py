@@ -74,6 +74,29 @@ def test_evaluate_runs_without_keras(small_mnist: Path) -> None:
     assert "knn5_accuracy" in result.stdout and "test_neg_elbo" in result.stdout
 
 
+def test_export_triton_runs_without_keras(tmp_path: Path) -> None:
+    result = run_blocked("export-triton", "--out", str(tmp_path / "repo"), "--models", "vae")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "repo" / "vae_encoder" / "1" / "model.onnx").is_file()
+
+
+def test_the_numpy_parts_of_export_import_no_training_stack() -> None:
+    # Not blocked here: Keras and TensorFlow are installed, and must stay unimported.
+    code = f"""
+import sys
+from onnxdigits.export.data import load_mnist
+from onnxdigits.export import evaluate, load_mnist as lazy
+from onnxdigits.export.triton import write_repository
+assert lazy is load_mnist
+print(sorted(m for m in sys.modules if m.split(".")[0] in {BLOCKED!r}))
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
 def test_grid_refuses_to_write_png_to_a_terminal(tmp_path: Path) -> None:
     controller, terminal = pty.openpty()
     try:

@@ -14,8 +14,8 @@ import pytest
 from click.testing import CliRunner, Result
 from google.protobuf import text_format
 from onnxdigits.cli import main
+from onnxdigits.export.triton import MAX_BATCH_SIZE, write_repository
 from onnxdigits.models import CHUNK
-from onnxdigits.serve.triton import MAX_BATCH_SIZE, write_repository
 from onnxdigits.specs import SUBMODELS
 from tritonclient.grpc import model_config_pb2 as mc
 
