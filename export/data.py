@@ -10,7 +10,7 @@ import numpy as np
 
 from .errors import DataError
 
-ENV_VAR = "ONNXDIGITS_MNIST"
+MNIST_ENV = "ONNXDIGITS_MNIST"
 KEYS = ("x_train", "y_train", "x_test", "y_test")
 Split = tuple[np.ndarray, np.ndarray]
 
@@ -29,7 +29,7 @@ def load_mnist(path: str | os.PathLike[str] | None = None) -> tuple[Split, Split
     Raises:
         DataError: the file is missing or malformed, or no source is available.
     """
-    path = path or os.environ.get(ENV_VAR)
+    path = path or os.environ.get(MNIST_ENV)
     if path is None:
         import keras
 
@@ -38,14 +38,14 @@ def load_mnist(path: str | os.PathLike[str] | None = None) -> tuple[Split, Split
         except Exception as exc:  # Keras raises what urllib raises when it cannot download
             raise DataError(
                 f"MNIST is not in Keras' cache and cannot be downloaded ({exc}); "
-                f"pass --data PATH to an mnist.npz or set {ENV_VAR}"
+                f"pass --data PATH to an mnist.npz or set {MNIST_ENV}"
             ) from None
         return (x_train, y_train), (x_test, y_test)
     try:
         with np.load(Path(path), allow_pickle=False) as npz:
             arrays = {key: npz[key] for key in KEYS}
     except FileNotFoundError:
-        raise DataError(f"no MNIST file at {path}; pass --data PATH or set {ENV_VAR}") from None
+        raise DataError(f"no MNIST file at {path}; pass --data PATH or set {MNIST_ENV}") from None
     except KeyError as exc:
         raise DataError(f"{path} lacks {exc}; an MNIST npz holds {', '.join(KEYS)}") from None
     except (OSError, ValueError, zipfile.BadZipFile) as exc:

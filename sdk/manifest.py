@@ -25,7 +25,7 @@ from .files import read_regular
 from .modelfile import check_model
 from .specs import MANIFEST, SCHEMA_VERSION, SUBMODELS, SubmodelSpec
 
-ENV_VAR = "ONNXDIGITS_ARTIFACTS"
+ARTIFACTS_ENV = "ONNXDIGITS_ARTIFACTS"
 # The sha256 of the shipped set's manifest.json. The manifest holds the sha256 of every file of
 # the set, so this pins the whole set: a shipped set changed in place is refused, unless the
 # caller names a set. Recompute it whenever artifacts/ changes: sha256sum artifacts/manifest.json
@@ -437,9 +437,9 @@ class Artifacts:
         *,
         public_key: str | os.PathLike[str] | None = None,
     ) -> None:
-        shipped = root is None and not os.environ.get(ENV_VAR)
+        shipped = root is None and not os.environ.get(ARTIFACTS_ENV)
         if root is None:
-            root = os.environ.get(ENV_VAR) or shipped_root()
+            root = os.environ.get(ARTIFACTS_ENV) or shipped_root()
         self.root = Path(root)
         path = self.root / MANIFEST
         if not self.root.is_dir():
@@ -462,7 +462,7 @@ class Artifacts:
                 f"the shipped set at {self.root} is not the one this onnxdigits shipped: its "
                 f"{MANIFEST} has sha256 {sha256_of(data)[:12]}…, not "
                 f"{SHIPPED_MANIFEST_SHA256[:12]}…; reinstall onnxdigits, or name the set you "
-                f"mean (artifacts=, ${ENV_VAR} or --artifacts)"
+                f"mean (artifacts=, ${ARTIFACTS_ENV} or --artifacts)"
             )
         if public_key is not None:
             from .signing import verify_set

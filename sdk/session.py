@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
-ENV_VAR = "ONNXDIGITS_DEVICE"
+DEVICE_ENV = "ONNXDIGITS_DEVICE"
 _DEVICE = re.compile(r"^(auto|cpu|cuda)(?::(\d+))?$")
 _cuda_failures: dict[int, str] = {}
 _lock = threading.Lock()
@@ -45,8 +45,8 @@ class Device:
         """
         origin = ""
         if device is None:
-            device = os.environ.get(ENV_VAR) or "auto"
-            origin = f" (from ${ENV_VAR})"
+            device = os.environ.get(DEVICE_ENV) or "auto"
+            origin = f" (from ${DEVICE_ENV})"
         match = _DEVICE.match(device.strip().lower()) if isinstance(device, str) else None
         if match is None or (match[1] == "cpu" and match[2]) or (match[1] == "auto" and match[2]):
             raise DeviceError(

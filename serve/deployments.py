@@ -32,9 +32,9 @@ import numpy as np
 import ray
 from fastapi import FastAPI
 from onnxdigits.errors import InputError, OnnxDigitsError
-from onnxdigits.manifest import ENV_VAR as ARTIFACTS_VAR
+from onnxdigits.manifest import ARTIFACTS_ENV
 from onnxdigits.score.cluster import connect
-from onnxdigits.session import ENV_VAR as DEVICE_VAR
+from onnxdigits.session import DEVICE_ENV
 from ray import serve
 from ray._private import ray_constants
 from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
@@ -419,9 +419,9 @@ def serve_on_ray(
     if port == 0:
         raise OnnxDigitsError("Ray Serve needs a fixed port: give --port")
     # Replicas may run on other nodes: the set by absolute path, the device as chosen here.
-    where = artifacts or os.environ.get(ARTIFACTS_VAR)
+    where = artifacts or os.environ.get(ARTIFACTS_ENV)
     where = str(Path(where).resolve()) if where else None
-    device = device or os.environ.get(DEVICE_VAR) or None
+    device = device or os.environ.get(DEVICE_ENV) or None
     local = address is None and not os.environ.get("RAY_ADDRESS")
     # This command ends on SIGTERM: Ray's handler of fatal signals would print a stack dump for
     # it. Python's own handler still reports a real crash.
