@@ -43,8 +43,8 @@ from ray.util.placement_group import PlacementGroup
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from .errors import PoolError, ScoreError
-from .inputs import PIXELS, RAW, Piece, plan
-from .job import Summary, _inputs
+from .inputs import PIXELS, RAW, Piece, input_list, plan
+from .job import Summary
 from .output import PARQUET_SUFFIX, check_output, staged_directory
 from .scorer import Scorer
 
@@ -309,7 +309,7 @@ def score_on_ray(
         ScoreError: the cluster cannot be reached, or the pipeline failed.
         InputError, ArtifactError, DeviceError: bad arguments, a bad set, an unknown device.
     """
-    inputs = _inputs(inputs)
+    inputs = input_list(inputs)
     target = check_output(out, directory=True, inputs=inputs)
     if isinstance(artifacts, Artifacts):
         artifacts = artifacts.root

@@ -278,6 +278,20 @@ class Failed:
 Piece = ImageFiles | NpzArray | ParquetRows | Failed
 
 
+def input_list(inputs: Iterable[str | os.PathLike[str]]) -> list[str | os.PathLike[str]]:
+    """A job's inputs as a list: one path alone becomes a list of one.
+
+    Raises:
+        InputError: there are no inputs.
+    """
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    items = list(inputs)
+    if not items:
+        raise InputError("no inputs; give image files, folders, npz or Parquet files")
+    return items
+
+
 def plan(
     inputs: Iterable[str | os.PathLike[str]],
     *,

@@ -5,19 +5,18 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from onnxdigits import InputError
 from onnxdigits.manifest import ArtifactsLike
 from tqdm import tqdm
 
 from .errors import NothingScoredError
-from .inputs import CHUNK_ROWS, plan
+from .inputs import CHUNK_ROWS, input_list, plan
 from .output import check_output, staged_file
 from .scorer import Scorer
 
@@ -50,7 +49,7 @@ class Summary:
         failed = table.num_rows - errors.null_count
         if failed and len(self.examples) < EXAMPLES:
             picked = table.filter(pc.is_valid(errors)).slice(0, EXAMPLES - len(self.examples))
-            self.examples += [describe(row) for row in picked.to_pylist()]
+            self.examples += [failure_text(row) for row in picked.to_pylist()]
         self.failed += failed
 
     def check(self) -> None:
@@ -73,7 +72,7 @@ class Summary:
         return text
 
 
-def describe(row: dict[str, object]) -> str:
+def failure_text(row: dict[str, object]) -> str:
     """A failed output row in one line: where it came from, and why it failed."""
     error = str(row["error"])
     if row.get("index") is None and str(row["file"]) in error:
@@ -123,7 +122,7 @@ def score(
         InputError: no inputs, or an unknown model.
         ArtifactError, DeviceError: as the SDK's models raise them.
     """
-    inputs = _inputs(inputs)
+    inputs = input_list(inputs)
     target = check_output(out, inputs=inputs)
     scorer = Scorer(model, artifacts=artifacts, device=device)
     total = sum(piece.rows for piece in plan(inputs, files=rows, column=column))
@@ -150,12 +149,3 @@ def score(
         summary.seconds = time.perf_counter() - start
         summary.check()
     return summary
-
-
-def _inputs(inputs: Iterable[str | os.PathLike[str]]) -> list[str | os.PathLike[str]]:
-    if isinstance(inputs, (str, os.PathLike)):
-        inputs = [inputs]
-    items = list(inputs)
-    if not items:
-        raise InputError("no inputs; give image files, folders, npz or Parquet files")
-    return items

@@ -68,7 +68,7 @@ def output_schema(model: str) -> pa.Schema:
     )
 
 
-def decode(raw: pa.Table) -> tuple[np.ndarray, list[str | None]]:
+def read_pixels(raw: pa.Table) -> tuple[np.ndarray, list[str | None]]:
     """Bring a chunk of `inputs.RAW` rows to the models' input form.
 
     Pixels of npz rows are already in form; encoded images (Parquet cells, image files) go
@@ -145,7 +145,7 @@ class Scorer:
     def __call__(self, raw: pa.Table) -> pa.Table:
         """Score a chunk: decode its rows, run the model over those that decoded, and return
         one output row per input row, in order (results null where the row failed)."""
-        images, errors = decode(raw)
+        images, errors = read_pixels(raw)
         failed = np.array([error is not None for error in errors], dtype=bool)
         mask = pa.array(failed)
         good = images[~failed]
