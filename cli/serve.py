@@ -178,7 +178,7 @@ def _serve_on_uvicorn(
 ) -> None:
     import uvicorn
     from onnxdigits.serve.app import LOOPBACK_HOSTS, create_app
-    from onnxdigits.serve.models import LocalBackend, Models
+    from onnxdigits.serve.backend import LocalBackend, Models
 
     # The models load before the port opens, so an unusable set or device exits 1 at once.
     models = Models(artifacts, device)

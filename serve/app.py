@@ -34,7 +34,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .models import AbsentModelError, check_model
+from .backend import AbsentModelError, check_model
 
 MAX_BODY = 16 * 2**20
 MAX_IMAGES = 1024
@@ -201,7 +201,7 @@ def create_app(
     """Build the service over `backend`.
 
     Args:
-        backend: runs the models (`models.LocalBackend`, or Ray Serve's deployments).
+        backend: runs the models (`backend.LocalBackend`, or Ray Serve's deployments).
         token: when given, every /v1 request needs `Authorization: Bearer <token>` (else 401).
         limits: the largest body and the most images a request may send or ask for.
         hosts: the Host names answered (with any port), others get 400; None for any. The CLI
@@ -228,7 +228,7 @@ def create_app(
         """The request's images in the models' input form (see `read_images`)."""
         return await read_images(request, limits.max_images, limits.max_pixels)
 
-    def check_count(what: str, count: int) -> None:
+    def refuse_large_count(what: str, count: int) -> None:
         if count > limits.max_images:
             raise HTTPException(
                 413,
@@ -270,7 +270,7 @@ def create_app(
             raise InputError('expected a JSON object {"z": [[z0, z1], ...]}')
         z = _numbers(raw["z"], "z")
         if z.ndim:
-            check_count("latent points", len(z))
+            refuse_large_count("latent points", len(z))
         images = await backend.decode(model, z)
         if PNG in request.headers.get("accept", ""):
             return Response(await run_in_threadpool(_png, tile(images)), media_type=PNG)
@@ -286,7 +286,7 @@ def create_app(
     async def grid(model: str = "vae", n: int = 15, lo: float = 0.05, hi: float = 0.95) -> Response:
         check_model(model)
         if n > 0:
-            check_count("grid cells", n * n)
+            refuse_large_count("grid cells", n * n)
         picture = await backend.grid(model, n, lo, hi)
         return Response(await run_in_threadpool(_png, picture), media_type=PNG)
 
@@ -306,7 +306,7 @@ def create_app(
         digit: int | None = Query(None, ge=0, le=9),
     ) -> Response:
         check_model(model)
-        check_count("samples", count)
+        refuse_large_count("samples", count)
         try:
             digits = await backend.sample(model, count, seed, digit)
         except NoClassRegionsError:  # the set lacks them: nothing to find here

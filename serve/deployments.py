@@ -42,7 +42,7 @@ from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException
 
 from .app import Limits, create_app
-from .models import Models
+from .backend import Models
 
 APP = "onnxdigits"
 CALL_TIMEOUT_S = 60  # a model call that takes longer is answered 503, not left hanging

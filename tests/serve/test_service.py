@@ -208,7 +208,7 @@ def test_sample_of_a_digit(
 
 def test_a_digit_from_a_set_without_regions_is_not_found(artifacts_copy) -> None:
     from onnxdigits.serve.app import create_app
-    from onnxdigits.serve.models import LocalBackend, Models
+    from onnxdigits.serve.backend import LocalBackend, Models
 
     path = artifacts_copy / "manifest.json"
     manifest = json.loads(path.read_text())
