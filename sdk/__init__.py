@@ -6,13 +6,14 @@ in `onnxdigits.export`.
 
 from .errors import ArtifactError, DeviceError, InputError, OnnxDigitsError
 from .images import load_image, save_png, tile, to_batch, to_image
-from .manifest import Artifacts
+from .manifest import Artifacts, ArtifactsLike
 from .models import Classifier, Encoder, Generator, grid_points, reconstruct
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Artifacts",
+    "ArtifactsLike",
     "ArtifactError",
     "Classifier",
     "DeviceError",

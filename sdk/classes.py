@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+__all__ = ["DIGITS", "MAX_ROUNDS", "SHARE", "Component", "LatentClasses", "gaussian_log_pdf"]
+
 DIGITS = 10
 # A digit's draw is kept only where that digit holds at least this share of the ten densities
 # (equal priors): its own region of the plane, away from the borders it shares with others.

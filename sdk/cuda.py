@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
+__all__ = ["CUDA_EXTRA", "CudaReport", "Library", "diagnose", "preload"]
+
 CUDA_EXTRA = "pip install 'onnxdigits[cuda]'"
 _preloaded = False
 _preload_lock = threading.Lock()

@@ -3,6 +3,16 @@
 import numbers
 from typing import Any
 
+__all__ = [
+    "ArtifactError",
+    "DeviceError",
+    "ImageTooLargeError",
+    "InputError",
+    "NoClassRegionsError",
+    "OnnxDigitsError",
+    "check_count",
+]
+
 
 class OnnxDigitsError(Exception):
     """Base class of every error that onnxdigits raises on purpose."""

@@ -7,6 +7,8 @@ import os
 import stat
 from typing import BinaryIO
 
+__all__ = ["open_regular", "read_regular"]
+
 # Opening a FIFO for reading blocks until a writer comes; with O_NONBLOCK it returns at once, and
 # the descriptor's fstat says what it is. On a regular file the flag changes nothing.
 _FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
@@ -19,7 +21,7 @@ _KINDS = (
 )
 
 
-def kind_of(mode: int) -> str:
+def _kind_of(mode: int) -> str:
     """What a file of this `st_mode` is, in words: "a regular file", "a FIFO (named pipe)", ..."""
     if stat.S_ISREG(mode):
         return "a regular file"
@@ -49,7 +51,7 @@ def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
     try:
         mode = os.fstat(descriptor).st_mode
         if not stat.S_ISREG(mode):
-            what = kind_of(mode)
+            what = _kind_of(mode)
             raise OSError(
                 errno.EISDIR if stat.S_ISDIR(mode) else errno.EINVAL,
                 f"it is {what}, not a regular file",

@@ -19,6 +19,20 @@ from .errors import ImageTooLargeError, InputError, check_count
 from .files import open_regular
 from .specs import IMAGE_SHAPE
 
+__all__ = [
+    "FORMATS",
+    "MAX_PIXELS",
+    "SIDE",
+    "ImageSource",
+    "Images",
+    "image_pixels",
+    "load_image",
+    "save_png",
+    "tile",
+    "to_batch",
+    "to_image",
+]
+
 SIDE = IMAGE_SHAPE[0]
 _BOX = 20  # MNIST fits each digit into a 20x20 box, then centres its mass in 28x28
 _WORK = 1024  # larger images are reduced to this side first: the digit ends up 20 pixels tall

@@ -25,6 +25,23 @@ from .files import read_regular
 from .modelfile import check_model
 from .specs import MANIFEST, SCHEMA_VERSION, SUBMODELS, SubmodelSpec
 
+__all__ = [
+    "ARTIFACTS_ENV",
+    "MAX_ARRAYS_BYTES",
+    "MAX_DEPTH",
+    "MAX_FILE_BYTES",
+    "MAX_MANIFEST_BYTES",
+    "SHIPPED_MANIFEST_SHA256",
+    "Artifacts",
+    "ArtifactsLike",
+    "Entry",
+    "ExportParity",
+    "FileEntry",
+    "Manifest",
+    "sha256_of",
+    "shipped_root",
+]
+
 ARTIFACTS_ENV = "ONNXDIGITS_ARTIFACTS"
 # The sha256 of the shipped set's manifest.json. The manifest holds the sha256 of every file of
 # the set, so this pins the whole set: a shipped set changed in place is refused, unless the
@@ -241,7 +258,7 @@ class Manifest:
             ArtifactError: an unknown schema version, or anything malformed.
         """
         where = _where(root)
-        top = check_top(raw, where)
+        top = _check_top(raw, where)
         sample = FileEntry.from_json(top.get("sample"), "sample", where)
         count = top["sample"].get("count")
         return cls(
@@ -256,7 +273,7 @@ class Manifest:
         )
 
 
-def check_top(raw: object, where: str) -> dict[str, Any]:
+def _check_top(raw: object, where: str) -> dict[str, Any]:
     """Check a manifest's schema version and the types of its top-level fields (the file
     entries are checked when read), and return the manifest.
 
@@ -279,12 +296,12 @@ def check_top(raw: object, where: str) -> dict[str, Any]:
     return raw
 
 
-def parse_manifest(data: bytes, where: str) -> dict[str, Any]:
-    """Parse a manifest's bytes and check its top level (`check_top`).
+def _parse_manifest(data: bytes, where: str) -> dict[str, Any]:
+    """Parse a manifest's bytes and check its top level (`_check_top`).
 
     Raises:
         ArtifactError: not UTF-8 JSON, numbers that are not finite (NaN, Infinity, 1e999),
-            nesting too deep for the parser, or what `check_top` refuses.
+            nesting too deep for the parser, or what `_check_top` refuses.
     """
     try:
         raw = json.loads(
@@ -296,7 +313,7 @@ def parse_manifest(data: bytes, where: str) -> dict[str, Any]:
         ) from None
     except (UnicodeDecodeError, ValueError) as exc:
         raise ArtifactError(f"cannot read {where}: it is not JSON ({exc})") from None
-    return check_top(raw, where)
+    return _check_top(raw, where)
 
 
 def _not_finite(text: str) -> float:
@@ -468,7 +485,7 @@ class Artifacts:
             from .signing import verify_set
 
             verify_set(self.root, public_key)
-        self.json: dict[str, Any] = parse_manifest(data, str(path))
+        self.json: dict[str, Any] = _parse_manifest(data, str(path))
         self._models: dict[str, Any] = self.json["models"]
 
     @classmethod

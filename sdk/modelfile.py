@@ -7,6 +7,8 @@ from collections.abc import Iterator
 
 from .errors import ArtifactError
 
+__all__ = ["MAX_DEPTH", "check_model"]
+
 # The messages of onnx.proto that can hold a tensor, and for each the fields that hold one of
 # them: ModelProto's graph, training_info and functions; GraphProto's nodes, initializers and
 # sparse initializers; a node's attributes; an attribute's tensors, sparse tensors and

@@ -16,6 +16,8 @@ from .manifest import Artifacts, ArtifactsLike
 from .session import CUDA, create_session
 from .specs import LATENT_MODELS
 
+__all__ = ["CHUNK", "Classifier", "Encoder", "Generator", "chunks", "grid_points", "reconstruct"]
+
 # onnxruntime's CUDA provider fails inside cuDNN MaxPool on a run of 65,536 images, so larger
 # calls are cut into chunks, run one after another. On the CPU, chunks of about a thousand
 # images keep a chunk's activations in cache, and each session spreads its operators over the

@@ -19,6 +19,8 @@ from .errors import ArtifactError, DeviceError
 if TYPE_CHECKING:
     import onnxruntime
 
+__all__ = ["CPU", "CUDA", "DEVICE_ENV", "Device", "create_session", "gpu_present"]
+
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
 DEVICE_ENV = "ONNXDIGITS_DEVICE"

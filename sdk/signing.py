@@ -19,6 +19,8 @@ from typing import Any
 
 from .errors import ArtifactError
 
+__all__ = ["SIGNATURE", "UNSIGNED", "check_private_key", "sign_set", "verify_set"]
+
 SIGNATURE = "model.sig"  # model-signing's own default name, so that its CLI finds it too
 UNSIGNED = (SIGNATURE, "keras")
 

@@ -8,6 +8,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+__all__ = [
+    "ATOL",
+    "BATCH",
+    "IMAGE_SHAPE",
+    "LATENT_DIM",
+    "LATENT_MODELS",
+    "MANIFEST",
+    "MODELS",
+    "SAMPLE",
+    "SCHEMA_VERSION",
+    "SUBMODELS",
+    "SubmodelSpec",
+    "TensorSpec",
+]
+
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
 SAMPLE = "sample.npz"

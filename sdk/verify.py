@@ -10,6 +10,8 @@ from .errors import ArtifactError
 from .manifest import Artifacts, ArtifactsLike
 from .session import CUDA, create_session
 
+__all__ = ["GPU_ATOL", "Parity", "check_parity", "max_abs_diff"]
+
 GPU_ATOL = 1e-4  # exact mode on CUDA: TF32 off, but other kernels and summation orders
 
 

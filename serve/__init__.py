@@ -2,8 +2,13 @@
 
 `app` holds the FastAPI app (the HTTP API and the web page), `backend` the SDK objects it runs,
 `deployments` the same app on Ray Serve, `loadtest` the benchmark's client, `web` a static site
-that runs the models in the browser (its page in site/).
-Nothing here is imported by `import onnxdigits` or `import onnxdigits.serve`: FastAPI, uvicorn
-and Ray load only with the module that needs them (`pip install 'onnxdigits[serve]'`,
+that runs the models in the browser (its page in site/), `errors` what they raise on purpose
+(`ServeError` and its subclasses).
+`import onnxdigits.serve` imports the errors alone, and `import onnxdigits` nothing here: FastAPI,
+uvicorn and Ray load only with the module that needs them (`pip install 'onnxdigits[serve]'`,
 `'onnxdigits[ray]'`).
 """
+
+from .errors import AbsentModelError, OrtError, ServeError
+
+__all__ = ["AbsentModelError", "OrtError", "ServeError"]

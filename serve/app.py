@@ -34,7 +34,8 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .backend import AbsentModelError, check_model
+from .backend import check_model
+from .errors import AbsentModelError
 
 MAX_BODY = 16 * 2**20
 MAX_IMAGES = 1024

@@ -16,11 +16,9 @@ from onnxdigits.errors import InputError
 from onnxdigits.manifest import ArtifactsLike
 from onnxdigits.specs import LATENT_MODELS
 
+from .errors import AbsentModelError
+
 SUBMODEL_PARTS = ("encoder", "generator")
-
-
-class AbsentModelError(InputError):
-    """The artifacts set in use has no such model (a set made by `train --models`): 404."""
 
 
 def check_model(model: str) -> str:

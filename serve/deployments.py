@@ -43,6 +43,7 @@ from starlette.exceptions import HTTPException
 
 from .app import Limits, create_app
 from .backend import Models
+from .errors import ServeError
 
 APP = "onnxdigits"
 CALL_TIMEOUT_S = 60  # a model call that takes longer is answered 503, not left hanging
@@ -414,10 +415,10 @@ def serve_on_ray(
         Others: as for `application`.
 
     Raises:
-        OnnxDigitsError: the cluster has too few CPUs for the replicas asked for.
+        ServeError: the cluster has too few CPUs for the replicas asked for.
     """
     if port == 0:
-        raise OnnxDigitsError("Ray Serve needs a fixed port: give --port")
+        raise ServeError("Ray Serve needs a fixed port: give --port")
     # Replicas may run on other nodes: the set by absolute path, the device as chosen here.
     where = artifacts or os.environ.get(ARTIFACTS_ENV)
     where = str(Path(where).resolve()) if where else None
@@ -427,13 +428,13 @@ def serve_on_ray(
     # it. Python's own handler still reports a real crash.
     ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER = True
     faulthandler.enable()
-    connect(address, OnnxDigitsError, object_store_memory=LOCAL_OBJECT_STORE)
+    connect(address, ServeError, object_store_memory=LOCAL_OBJECT_STORE)
     logging.getLogger("ray.serve").setLevel(logging.WARNING)  # "Started Serve", and so on
     try:
         need = (2 * replicas + 1) * replica_cpus
         have = ray.cluster_resources().get("CPU", 0)
         if need > have:
-            raise OnnxDigitsError(
+            raise ServeError(
                 f"{replicas} replicas of two deployments and an ingress at {replica_cpus} CPU "
                 f"each need {need:g} CPUs; the cluster has {have:g}: lower --replicas or "
                 "--replica-cpus"
@@ -470,7 +471,7 @@ def _stop(local: bool) -> None:
     cluster stop Serve too.
 
     Raises:
-        OnnxDigitsError: the cluster did not answer within STOP_TIMEOUT_S (it was stopped
+        ServeError: the cluster did not answer within STOP_TIMEOUT_S (it was stopped
             under us, say); the application may be left deployed.
     """
     done = threading.Event()
@@ -489,7 +490,7 @@ def _stop(local: bool) -> None:
     threading.Thread(target=stop, daemon=True).start()
     if not done.wait(STOP_TIMEOUT_S) or failure:
         why = f": {failure[0]}" if failure else f" within {STOP_TIMEOUT_S} s"
-        raise OnnxDigitsError(
+        raise ServeError(
             f"Ray Serve did not delete the application{why}; is the cluster up? "
             "`serve status` shows what is left"
         )

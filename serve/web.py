@@ -34,10 +34,12 @@ from typing import Any
 
 import numpy as np
 from onnxdigits import __version__
-from onnxdigits.errors import ArtifactError, InputError, OnnxDigitsError
+from onnxdigits.errors import ArtifactError, InputError
 from onnxdigits.manifest import Artifacts, ArtifactsLike, sha256_of
 from onnxdigits.models import Encoder, grid_points
 from onnxdigits.specs import LATENT_MODELS
+
+from .errors import OrtError
 
 # The same release as the onnxruntime the SDK is tested with, so that both run the same kernels.
 ORT_VERSION = "1.31.1"
@@ -61,10 +63,6 @@ PAGE_FILES = ("index.html", "app.js", "web.css")  # from serve/site/
 STYLE = "style.css"  # from serve/static/, shared with the served page
 GRID = {"n": 15, "lo": 0.05, "hi": 0.95}  # the served page's grid
 NPM_TIMEOUT_S = 300
-
-
-class OrtError(OnnxDigitsError):
-    """onnxruntime-web's files cannot be had: no npm and no folder, or a folder without them."""
 
 
 def _ort_dir_files(folder: Path) -> Path:
