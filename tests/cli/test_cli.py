@@ -49,8 +49,8 @@ def assert_one_line_error(result: Result) -> str:
 def confident(classifier, sample) -> list[tuple[np.ndarray, int]]:
     """Sample digits the shipped classifier labels correctly with probability >= 0.9.
 
-    Chosen at run time, not hard-coded, so the tests hold for whichever set is shipped (the
-    current one is a weak placeholder): distinct labels first, then more, up to five digits.
+    Chosen at run time, not hard-coded, so the tests hold for whichever set is shipped or
+    exported: distinct labels first, then more, up to five digits.
     """
     images, labels = sample
     probs = classifier.predict_proba(images)

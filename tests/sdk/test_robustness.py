@@ -1,7 +1,7 @@
 """Robustness of the SDK: bad inputs, damaged artifacts, huge batches, threads and fuzzing.
 
 Nothing here assumes what the shipped models answer: outputs are compared with serial calls on
-the same objects, so the tests hold for the placeholder set and for a real export alike.
+the same objects, so the tests hold for the shipped set and for any other export alike.
 """
 
 from __future__ import annotations
