@@ -634,3 +634,5 @@ class Artifacts:
 
 
 ArtifactsLike = Artifacts | str | os.PathLike[str] | None
+"""What every `artifacts=` argument takes: an `Artifacts`, a set's folder as a path, or `None` for
+`$ONNXDIGITS_ARTIFACTS` and then the shipped set."""
