@@ -93,7 +93,7 @@ def headline(info: dict[str, Any]) -> str:
 
 
 def versions(*names: str) -> str:
-    """"name version, ..." of the distributions among `names` that are installed."""
+    """ "name version, ..." of the distributions among `names` that are installed."""
     found = []
     for name in names:
         try:

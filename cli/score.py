@@ -13,7 +13,7 @@ import click
 from onnxdigits.models import CHUNK
 from onnxdigits.specs import MODELS, SUBMODELS
 
-from .main import artifacts_option, device_option, figures_option
+from .main import artifacts_option, device_option
 
 SCORE_EXTRA = "pip install 'onnxdigits[score]'"
 RAY_EXTRA = "pip install 'onnxdigits[ray]'"
@@ -212,58 +212,4 @@ def export_triton_command(
         f"serve it with: docker run --rm {gpus}-p 8000:8000 -p 8001:8001 -p 8002:8002 "
         f'-v "{out.resolve()}:/models:ro" {TRITON_IMAGE} tritonserver --model-repository=/models',
         err=True,
-    )
-
-
-@click.command("bench-score", short_help="Time score in one process and on Ray beside the SDK.")
-@click.option(
-    "--data",
-    required=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="An mnist.npz in Keras' layout: its every image is scored, and its test images are "
-    "written as the PNG files.",
-)
-@click.option(
-    "--pngs", type=click.IntRange(1), default=10_000, show_default=True, help="PNG files to score."
-)
-@click.option(
-    "--repeats", type=click.IntRange(1), default=3, show_default=True, help="Runs of each; medians."
-)
-@click.option("--million", is_flag=True, help="Also a million images from one npz, once each.")
-@click.option("--ray/--no-ray", default=True, show_default=True, help="Include the Ray runs.")
-@click.option(
-    "--address",
-    default=None,
-    help="Run the Ray runs on this Ray cluster (its head's host:port); the table says how many "
-    "nodes each pool used. Defaults to a local cluster for each run.",
-)
-@figures_option
-def bench_score_command(
-    data: Path,
-    pngs: int,
-    repeats: int,
-    million: bool,
-    ray: bool,
-    address: str | None,
-    json_path: Path | None,
-) -> None:
-    """Time `score` on the npz's images and on PNG files, in one process and on a local Ray
-    cluster with 1 and 2 actors, beside the SDK's in-process rate, on the CPU.
-
-    Each run is a child process, timed by itself after its imports and model loading, and
-    watched for its peak RSS and the PSS of its whole process tree (Ray's workers included).
-    Prints a markdown table of medians with the machine named.
-    """
-    try:
-        from onnxdigits.score.bench import benchmark
-    except ModuleNotFoundError as exc:
-        raise _missing(exc, SCORE_EXTRA) from None
-    benchmark(
-        data,
-        pngs=pngs,
-        repeats=repeats,
-        million=million,
-        ray=ray,
-        json_path=json_path,
-        address=address,
     )
