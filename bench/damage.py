@@ -357,8 +357,8 @@ def _mnist_sample() -> tuple[np.ndarray, np.ndarray]:
     return onnxdigits.Artifacts().sample()
 
 
-CLEAN = dict(paper=(235, 255), ink=(0, 40))
-PAGE = dict(paper=(195, 235), ink=(15, 75), noise=(4, 12), colour=True, kind="JPEG")
+CLEAN: dict[str, Any] = dict(paper=(235, 255), ink=(0, 40))
+PAGE: dict[str, Any] = dict(paper=(195, 235), ink=(15, 75), noise=(4, 12), colour=True, kind="JPEG")
 
 CATEGORIES: list[Category] = [
     Category(
@@ -910,7 +910,7 @@ def accuracy_lines(
     import onnxdigits.models
 
     if images:
-        onnxdigits.models.to_batch = load_normaliser(images).to_batch  # type: ignore[attr-defined]
+        onnxdigits.models.to_batch = load_normaliser(images).to_batch
     classifier = onnxdigits.Classifier(device=device)
     if part != "damage":
         yield from _inputs_lines(classifier, per, seed, save)

@@ -109,7 +109,7 @@ def _child(module_path: str, files: list[str]) -> None:
     if module_path:
         module = load_normaliser(Path(module_path))
     else:
-        from onnxdigits import images as module  # type: ignore[no-redef]
+        from onnxdigits import images as module
     datas = [Path(f).read_bytes() for f in files]
     greys = [module._grey(module._open(data, "x")) for data in datas]
     module.load_image(datas[0])  # warm-up: caches, lazy imports, first allocations
