@@ -8,6 +8,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,64 @@ def _cold(command: list[str], repeats: int) -> float:
     )
 
 
+Runner = Callable[[], object]
+TIMED_KEYS = ("classifier", "vae.encoder", "vae.generator", "cvae.generator")
+
+
+@dataclass
+class _Runners:
+    """The runners besides the SDK, by submodel key: bare onnxruntime sessions on the set's
+    files and on the baseline's, and Keras models; and the rows timed so far."""
+
+    bare: dict[str, Any]
+    plain: dict[str, Any]
+    keras: dict[str, Any] | None
+    repeats: int
+    progress: Callable[[str], None]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def measure(
+        self,
+        workload: str,
+        count: int,
+        sdk: Runner,
+        key: str,
+        feed: tuple[str, str, np.ndarray],
+        keras_batch: int | None = None,
+        repeats: int | None = None,
+    ) -> None:
+        """Time `sdk` beside the bare and baseline sessions of `key` and its Keras model, on
+        the same input: `feed` is (output name, input name, input)."""
+        self.progress(f"timing {workload}")
+        output, name, x = feed
+        reps = repeats or self.repeats
+        runners: dict[str, Runner | None] = {
+            "sdk": sdk,
+            "bare": partial(self.bare[key].run, [output], {name: x}),
+            "baseline": partial(self.plain[key].run, [output], {name: x})
+            if key in self.plain
+            else None,
+        }
+        # The ONNX runners take turns, one run each per round, so that a change in the
+        # machine's load falls on all of them alike; Keras is timed after.
+        medians = interleaved_medians({k: fn for k, fn in runners.items() if fn}, reps)
+        timed: dict[str, float | None] = {k: medians.get(k) for k in runners}
+        timed["keras"] = None
+        if self.keras is not None and key in self.keras:
+            model, batch = self.keras[key], keras_batch or len(x)
+            timed["keras"] = median_seconds(
+                lambda: model.predict(x, batch_size=batch, verbose=0), reps
+            )
+        self.rows.append({"workload": workload, "count": count, **timed})
+
+
+def _only(workload: str, count: int, **seconds: float) -> dict[str, Any]:
+    """A row that only some runners have (the others None)."""
+    return {"workload": workload, "count": count, "sdk": None, "bare": None, "keras": None} | (
+        seconds
+    )
+
+
 def run(
     artifacts: Path | None,
     device: str | None,
@@ -65,161 +124,65 @@ def run(
     store = Artifacts(artifacts)
     if keras_dir is None and (store.root / "keras").is_dir():
         keras_dir = store.root / "keras"
-    keras_models = _keras_models(keras_dir)
-    if data is not None:
-        from onnxdigits.export.data import load_mnist
-
-        _, (images, _) = load_mnist(data)
-        images = images[:COUNT]
-    else:
-        images, _ = store.sample()
-        images = np.resize(images, (COUNT, 28, 28))  # the shipped sample, repeated to 10,000
+    images = _images(store, data)
     floats = to_batch(images)
     classifier = Classifier(artifacts=store, device=device)
     progress(f"device {device}: sessions run on {classifier.device} ({classifier.providers[0]})")
-    # A bare session: onnxruntime's defaults on the providers the SDK got.
-    timed_keys = ("classifier", "vae.encoder", "vae.generator", "cvae.generator")
-    bare = {
-        key: onnxruntime.InferenceSession(store.model_bytes(key), providers=classifier.providers)
-        for key in timed_keys
-        if key in store.keys
-    }
+
+    def sessions(of: Artifacts | None) -> dict[str, Any]:
+        # A bare session: onnxruntime's defaults on the providers the SDK got.
+        return {
+            key: onnxruntime.InferenceSession(of.model_bytes(key), providers=classifier.providers)
+            for key in TIMED_KEYS
+            if of is not None and key in of.keys
+        }
+
     plain_store = Artifacts(baseline) if baseline is not None else None
-    plain = {
-        key: onnxruntime.InferenceSession(
-            plain_store.model_bytes(key), providers=classifier.providers
-        )
-        for key in timed_keys
-        if plain_store is not None and key in plain_store.keys
-    }
-    rng = np.random.default_rng(0)
-    z10k = rng.standard_normal((COUNT, 2), dtype=np.float32)
-    rows: list[dict[str, Any]] = []
-
-    def row(
-        workload: str,
-        sdk: Callable[[], object],
-        bare_fn: Callable[[], object] | None,
-        keras_fn: Callable[[], object] | None,
-        count: int,
-        reps: int = repeats,
-        plain_fn: Callable[[], object] | None = None,
-    ) -> None:
-        progress(f"timing {workload}")
-        runners = {"sdk": sdk, "bare": bare_fn, "baseline": plain_fn}
-        # The ONNX runners take turns, one run each per round, so that a change in the
-        # machine's load falls on all of them alike; Keras is timed after.
-        medians = interleaved_medians({k: fn for k, fn in runners.items() if fn}, reps)
-        timed: dict[str, float | None] = {name: medians.get(name) for name in runners}
-        timed["keras"] = median_seconds(keras_fn, reps) if keras_fn is not None else None
-        rows.append({"workload": workload, "count": count, **timed})
-
-    def plain_run(key: str, output: str, name: str, x: np.ndarray) -> Callable[[], object] | None:
-        return partial(plain[key].run, [output], {name: x}) if key in plain else None
-
-    def predict(
-        key: str, x: np.ndarray, batch_size: int | None = None
-    ) -> Callable[[], object] | None:
-        if keras_models is None or key not in keras_models:
-            return None
-        return lambda: keras_models[key].predict(x, batch_size=batch_size or len(x), verbose=0)
-
-    row(
-        "classify 10k",
-        lambda: classifier.predict(images),
-        lambda: bare["classifier"].run(["probs"], {"image": floats}),
-        predict("classifier", floats, 1000),
-        COUNT,
-        plain_fn=plain_run("classifier", "probs", "image", floats),
+    keras_models = _keras_models(keras_dir)
+    runners = _Runners(sessions(store), sessions(plain_store), keras_models, repeats, progress)
+    feed = ("probs", "image", floats)
+    runners.measure(
+        "classify 10k", COUNT, lambda: classifier.predict(images), "classifier", feed, 1000
     )
-    row(
+    one = ("probs", "image", floats[:1])
+    runners.measure(
         "classify 1 image",
-        lambda: classifier.predict(images[:1]),
-        lambda: bare["classifier"].run(["probs"], {"image": floats[:1]}),
-        predict("classifier", floats[:1]),
         1,
-        reps=max(repeats, 200),
-        plain_fn=plain_run("classifier", "probs", "image", floats[:1]),
+        lambda: classifier.predict(images[:1]),
+        "classifier",
+        one,
+        repeats=max(repeats, 200),
     )
-    if "vae.encoder" in bare:
+    if "vae.encoder" in runners.bare:
         encoder = Encoder("vae", artifacts=store, device=device)
-        row(
-            "embed 10k (vae)",
-            lambda: encoder.embed(images),
-            lambda: bare["vae.encoder"].run(["z_mean"], {"image": floats}),
-            predict("vae.encoder", floats, 1000),
-            COUNT,
-            plain_fn=plain_run("vae.encoder", "z_mean", "image", floats),
+        feed = ("z_mean", "image", floats)
+        runners.measure(
+            "embed 10k (vae)", COUNT, lambda: encoder.embed(images), "vae.encoder", feed, 1000
         )
+    z10k = np.random.default_rng(0).standard_normal((COUNT, 2), dtype=np.float32)
     for model in ("vae", "cvae"):
         key = f"{model}.generator"
-        if key not in bare:
+        if key not in runners.bare:
             continue
         generator = Generator(model, artifacts=store, device=device)
-        z_grid = grid_points(15)
-        row(
-            f"grid 15x15 ({model})",
-            partial(generator.grid, 15),
-            partial(bare[key].run, ["image"], {"z": z_grid}),
-            predict(key, z_grid),
-            225,
-            reps=max(repeats, 101) if model == "vae" else repeats,  # a millisecond: noisy
-            plain_fn=plain_run(key, "image", "z", z_grid),
+        reps = max(repeats, 101) if model == "vae" else repeats  # a millisecond: noisy
+        grid = ("image", "z", grid_points(15))
+        runners.measure(
+            f"grid 15x15 ({model})", 225, partial(generator.grid, 15), key, grid, repeats=reps
         )
         if model == "vae":
-            row(
-                "sample 10k (vae)",
-                partial(generator.sample, COUNT, 0),
-                partial(bare[key].run, ["image"], {"z": z10k}),
-                predict(key, z10k, 1000),
-                COUNT,
-                plain_fn=plain_run(key, "image", "z", z10k),
+            feed = ("image", "z", z10k)
+            runners.measure(
+                "sample 10k (vae)", COUNT, partial(generator.sample, COUNT, 0), key, feed, 1000
             )
+    rows = runners.rows
     if notes_loop and keras_models is not None and "vae.generator" in keras_models:
         progress("timing the notes' loop of 225 predict calls, once")
-        model = keras_models["vae.generator"]
-        start = time.perf_counter()
-        for point in grid_points(15):
-            model.predict(point[None], verbose=0)
-        rows.append(
-            {
-                "workload": "grid 15x15 (vae), notes' loop",
-                "count": 225,
-                "sdk": None,
-                "bare": None,
-                "keras": time.perf_counter() - start,
-            }
-        )
+        rows.append(_notes_loop(keras_models["vae.generator"]))
     progress("timing cold starts")
-    with tempfile.TemporaryDirectory() as tmp:
-        env_args = ["--device", device] + (["--artifacts", str(store.root)] if artifacts else [])
-        cli = [
-            sys.executable,
-            "-m",
-            "onnxdigits.cli",
-            "grid",
-            "--out",
-            str(Path(tmp) / "g.png"),
-            *env_args,
-        ]
-        rows.append(
-            {
-                "workload": "cold: import onnxdigits",
-                "count": 1,
-                "keras": None,
-                "bare": None,
-                "sdk": _cold([sys.executable, "-c", "import onnxdigits"], repeats),
-            }
-        )
-        rows.append(
-            {
-                "workload": "cold: onnxdigits grid",
-                "count": 225,
-                "keras": None,
-                "bare": None,
-                "sdk": _cold(cli, repeats),
-            }
-        )
+    rows += _cold_starts(
+        ["--device", device] + (["--artifacts", str(store.root)] if artifacts else []), repeats
+    )
     return {
         "machine": machine.describe(),
         "device": device,
@@ -228,6 +191,38 @@ def run(
         "baseline": str(plain_store.root) if plain_store is not None else None,
         "rows": rows,
     }
+
+
+def _images(store: Artifacts, data: Path | None) -> np.ndarray:
+    """COUNT test digits: an mnist.npz's, else the set's sample repeated."""
+    if data is not None:
+        from onnxdigits.export.data import load_mnist
+
+        _, (images, _) = load_mnist(data)
+        return images[:COUNT]
+    return np.resize(store.sample()[0], (COUNT, 28, 28))
+
+
+def _notes_loop(model: Any) -> dict[str, Any]:
+    """A grid as the Keras teaching notes made it: 225 predict calls, timed once."""
+    start = time.perf_counter()
+    for point in grid_points(15):
+        model.predict(point[None], verbose=0)
+    return _only("grid 15x15 (vae), notes' loop", 225, keras=time.perf_counter() - start)
+
+
+def _cold_starts(options: list[str], repeats: int) -> list[dict[str, Any]]:
+    """`import onnxdigits` and `onnxdigits grid OPTIONS` in fresh processes."""
+    with tempfile.TemporaryDirectory() as tmp:
+        grid = [sys.executable, "-m", "onnxdigits.cli", "grid", "--out", f"{tmp}/g.png", *options]
+        return [
+            _only(
+                "cold: import onnxdigits",
+                1,
+                sdk=_cold([sys.executable, "-c", "import onnxdigits"], repeats),
+            ),
+            _only("cold: onnxdigits grid", 225, sdk=_cold(grid, repeats)),
+        ]
 
 
 def _ms(seconds: float | None) -> str:
