@@ -17,7 +17,7 @@ TRAIN, TEST = 40, 24  # the npz's x_train and x_test, taken from the sample in t
 @pytest.fixture(scope="module")
 def npz(tmp_path_factory: pytest.TempPathFactory, sample) -> Path:
     images, labels = sample[0][: TRAIN + TEST], sample[1][: TRAIN + TEST]
-    path = tmp_path_factory.mktemp("bench-score") / "digits.npz"
+    path = tmp_path_factory.mktemp("score-inputs") / "digits.npz"
     np.savez_compressed(
         path,
         x_train=images[:TRAIN],
