@@ -3,7 +3,7 @@
 `ServerProcess` starts `onnxdigits serve ...` in a subprocess and waits until it is ready (the
 tests start theirs the same way). `drive` loads a server with a number of concurrent clients for
 a fixed time, each client sending its next request as soon as the last is answered, and stops by
-itself. `benchmark` runs every host, workload and client count in turn, beside the SDK's
+itself. `run` runs every host, workload and client count in turn, beside the SDK's
 in-process rate on the same PNG bytes, and counts the CPU each process of the server spent.
 """
 
@@ -271,7 +271,7 @@ def _png(sample_image: np.ndarray) -> bytes:
     return out.getvalue()
 
 
-def benchmark(
+def run(
     hosts: Sequence[str],
     images: Sequence[int],
     clients: Sequence[int],
@@ -281,15 +281,20 @@ def benchmark(
     artifacts: Path | None,
     progress: Callable[[str], None],
     address: str | None = None,
+    command: str = "",
 ) -> dict[str, Any]:
     """Measure every host in `hosts` (keys of HOSTS) classifying each count of `images` per
     request, at each count of `clients`; the Ray hosts on the cluster at `address` (else a
     local cluster each), where the CPU counted is only that of the command's own processes.
 
     Returns:
-        {"sdk": {workload name: requests/s}, "cells": [Cell, ...], "png_bytes": size}.
+        {"sdk": {workload name: requests/s}, "cells": [Cell, ...], "png_bytes": size,
+        "machine": `machine.describe()` with the load average before and after ("load",
+        "load_after") and `command` (the command line, for the table)}.
     """
     from onnxdigits import Artifacts, Classifier
+
+    load_before = machine.load_average()
 
     store = Artifacts(artifacts)
     png = _png(store.sample()[0][0])
@@ -338,38 +343,9 @@ def benchmark(
             status = server.stop()
             if status != 0:
                 progress(f"{host} exited {status}:\n{server.logs(20)}")
-    return {"sdk": sdk, "cells": cells, "png_bytes": len(png)}
-
-
-def run(
-    hosts: Sequence[str],
-    images: Sequence[int],
-    clients: Sequence[int],
-    seconds: float,
-    warmup_s: float,
-    device: str | None,
-    artifacts: Path | None,
-    progress: Callable[[str], None],
-    address: str | None = None,
-    command: str = "",
-) -> dict[str, Any]:
-    """`benchmark`, with the machine it ran on and the load average before and after.
-
-    Returns:
-        `benchmark`'s dict and "machine": `machine.describe()` with "load", "load_after" and
-        "command" (the command line, for the table).
-    """
-    before = machine.load_average()
-    results = benchmark(
-        hosts, images, clients, seconds, warmup_s, device, artifacts, progress, address
-    )
-    about = {
-        **machine.describe(),
-        "load": before,
-        "load_after": machine.load_average(),
-        "command": command,
-    }
-    return {**results, "machine": about}
+    about = {**machine.describe(), "load": load_before, "load_after": machine.load_average()}
+    about["command"] = command
+    return {"sdk": sdk, "cells": cells, "png_bytes": len(png), "machine": about}
 
 
 def figures(report: dict[str, Any]) -> dict[str, Any]:
