@@ -7,6 +7,7 @@ import importlib.metadata as metadata
 import os
 import platform
 import subprocess
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -59,9 +60,10 @@ def gpu_name() -> str | None:
     return done.stdout.strip() or None
 
 
-def load_average() -> str:
-    """The load average over 1, 5 and 15 minutes, as "0.52 0.61 0.70"."""
-    return " ".join(f"{value:.2f}" for value in os.getloadavg())
+def load_average(values: Sequence[float] | None = None) -> str:
+    """The load average over 1, 5 and 15 minutes (now, or `values` from os.getloadavg), as
+    "0.52 0.61 0.70"."""
+    return " ".join(f"{value:.2f}" for value in (values or os.getloadavg()))
 
 
 def describe() -> dict[str, Any]:

@@ -252,17 +252,17 @@ def table(report: dict[str, Any]) -> list[str]:
     header = ["data", "run", "images", "median s", "images/s", "/ SDK", "peak RSS MiB"]
     cells = []
     for row in rows:
-        nodes = max(run.nodes for run in row.runs)
+        nodes = max(r.nodes for r in row.runs)
         cells.append(
             [row.data, f"{row.how} on {nodes} node(s)" if nodes else row.how]
             + [f"{row.runs[0].rows:,}", f"{row.seconds:.2f}", f"{row.rate:,.0f}"]
             + [tables.ratio(row.rate, baselines.get(row.data))]
             + [f"{row.peak_rss / MIB:,.0f}", f"{row.peak_pss / MIB:,.0f}"]
         )
+    start, end = machine.load_average(report["load_start"]), machine.load_average(info["load"])
     return [
-        f"{machine.headline(info)}, onnxruntime {info['onnxruntime']}, load average "
-        f"{_load(report['load_start'])} at the start and {_load(info['load'])} at the end, "
-        f"median of {report['repeats']}",
+        f"{machine.headline(info)}, onnxruntime {info['onnxruntime']}, load average {start} at "
+        f"the start and {end} at the end, median of {report['repeats']}",
         "",
         *tables.markdown([*header, "peak PSS MiB, tree"], cells, left=2),
     ]
@@ -272,10 +272,6 @@ def figures(report: dict[str, Any]) -> dict[str, Any]:
     """The report of `run` as JSON: the machine, and every row's runs and medians."""
     rows = [{**asdict(row), "seconds": row.seconds, "rate": row.rate} for row in report["rows"]]
     return {"machine": report["machine"], "rows": rows}
-
-
-def _load(load: tuple[float, float, float]) -> str:
-    return " ".join(f"{value:.2f}" for value in load)
 
 
 def _remove(path: Path) -> None:
