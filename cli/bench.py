@@ -15,10 +15,10 @@ import click
 
 from .main import artifacts_option, device_option
 
-BENCH_EXTRA = "pip install 'onnxdigits[bench]'"
 SERVE_EXTRA = "pip install 'onnxdigits[serve]'"
 SCORE_EXTRA = "pip install 'onnxdigits[score]'"
-COUNT = 10_000  # bench sdk's images per batch workload (onnxdigits.bench.sdk.COUNT)
+# onnxdigits.bench.sdk.COUNT, for the help text: the CLI starts without importing the benchmarks.
+COUNT = 10_000
 
 
 # Every benchmark's figures and the machine, besides the table on stdout.
@@ -314,7 +314,10 @@ def damage_command(
 ) -> None:
     """Print the shipped classifier's accuracy on digits such as users hand over (drawn pages,
     typefaces, markers, scans) and on MNIST's test digits damaged in 28 ways, read as arrays and
-    as PNG files; or, with --time, the normaliser's time per image."""
+    as PNG files; or, with --time, the normaliser's time per image.
+
+    The scanned digits come from scikit-learn (pip install 'onnxdigits[bench]'); without it
+    their row says so."""
     from onnxdigits.bench import damage
 
     if timed:

@@ -50,3 +50,9 @@ def test_without_a_baseline_the_table_has_no_such_column() -> None:
     assert "baseline" not in table
     header = table.splitlines()[2]
     assert header.count("|") == table.splitlines()[3].count("|")
+
+
+def test_the_cli_states_the_count_the_benchmark_times() -> None:
+    from onnxdigits.cli import bench as command
+
+    assert command.COUNT == sdk.COUNT
