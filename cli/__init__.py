@@ -2,11 +2,12 @@
 
 `main` (in `main.py`) is the group with its error boundary and shared options; the commands live
 by audience: the digit commands in `digits.py`, the training commands in `training.py`, the
-SDK's benchmark in `bench.py`, scoring in `score.py`, the service in `serve.py`, the sets written
-for other runtimes (a static site for browsers, a Triton repository) in `exports.py`.
+benchmarks (`onnxdigits bench ...`) in `bench.py`, scoring in `score.py`, the service in
+`serve.py`, the sets written for other runtimes (a static site for browsers, a Triton repository)
+in `exports.py`.
 """
 
-from .bench import bench_command
+from .bench import bench_group
 from .digits import (
     classify_command,
     embed_command,
@@ -20,8 +21,8 @@ from .digits import (
 )
 from .exports import export_triton_command, export_web_command
 from .main import main
-from .score import bench_score_command, score_command
-from .serve import bench_serve_command, serve_command
+from .score import score_command
+from .serve import serve_command
 from .training import (
     TRAIN_EXTRA,
     evaluate_command,
@@ -48,13 +49,11 @@ for _command in (
     fit_classes_command,
     write_metadata_command,
     evaluate_command,
-    bench_command,
+    bench_group,
     score_command,
-    bench_score_command,
     export_triton_command,
     export_web_command,
     serve_command,
-    bench_serve_command,
 ):
     main.add_command(_command)
 

@@ -1,375 +1,56 @@
-"""`onnxdigits bench`: the SDK, a bare onnxruntime session and Keras, timed side by side."""
+"""`onnxdigits bench`: the benchmarks behind the README's figures, one command per workload.
+
+Each command parses its options, runs its workload in `onnxdigits.bench` and prints the table on
+stdout (progress on stderr); `--json` also writes the figures and the machine.
+"""
 
 from __future__ import annotations
 
-import importlib
 import json
-import os
-import platform
-import statistics
-import subprocess
 import sys
-import tempfile
-import time
-from collections.abc import Callable
-from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import click
-import numpy as np
-from onnxdigits import (
-    Artifacts,
-    Classifier,
-    Encoder,
-    Generator,
-    __version__,
-    grid_points,
-    to_batch,
-)
 
-from .main import artifacts_option, device_option, figures_option
+from .main import artifacts_option, device_option
 
+SERVE_EXTRA = "pip install 'onnxdigits[serve]'"
+SCORE_EXTRA = "pip install 'onnxdigits[score]'"
+# onnxdigits.bench.sdk.COUNT, for the help text: the CLI starts without importing the benchmarks.
 COUNT = 10_000
 
 
-def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 2) -> float:
-    """Median wall time of `fn` over `repeats` runs after `warmup` untimed ones."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+# Every benchmark's figures and the machine, besides the table on stdout.
+figures_option = click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write every figure and the machine to this JSON file. Defaults to none.",
+)
 
 
-def vector_width() -> str:
-    """The widest x86 vector extension this CPU and its operating system support ("AVX-512",
-    "AVX2", "AVX"), or the machine's own ("NEON" on ARM64): onnxruntime's CPU kernels, its
-    blocked convolutions' channel block (16 with AVX-512, 8 with AVX2) among them, are chosen so.
-
-    The answer is numpy's run-time CPU detection, which checks what onnxruntime checks: the
-    CPUID bits and that the operating system saves the registers (XCR0).
-    """
-    features: dict[str, bool] = {}
-    for module in ("numpy._core._multiarray_umath", "numpy.core._multiarray_umath"):  # 2.x, 1.x
-        try:
-            features = dict(importlib.import_module(module).__cpu_features__)
-            break
-        except (ImportError, AttributeError):
-            continue
-    for flag, name in (("AVX512F", "AVX-512"), ("AVX2", "AVX2"), ("AVX", "AVX"), ("ASIMD", "NEON")):
-        if features.get(flag):
-            return name
-    return platform.machine() or "unknown"
+def _progress(line: str) -> None:
+    click.echo(line, err=True)
 
 
-def machine() -> dict[str, Any]:
-    """What the figures were measured on."""
-    import onnxruntime
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    gpu = None
-    try:
-        gpu = (
-            subprocess.run(
-                ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
-                capture_output=True,
-                text=True,
-                timeout=10,
-            ).stdout.strip()
-            or None
-        )
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "vector": vector_width(),
-        "gpu": gpu,
-        "python": platform.python_version(),
-        "onnxruntime": onnxruntime.__version__,
-        "onnxdigits": __version__,
-        "date": datetime.now(UTC).date().isoformat(),
-    }
+def _write_figures(path: Path | None, figures: dict[str, Any]) -> None:
+    if path is not None:
+        path.write_text(json.dumps(figures, indent=2) + "\n")
 
 
-def _keras_models(keras_dir: Path | None) -> dict[str, Any] | None:
-    if keras_dir is None or not keras_dir.is_dir():
-        return None
-    try:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        from onnxdigits.export.artifacts import load_submodels
-    except ModuleNotFoundError:
-        return None
-    return load_submodels(keras_dir)
+def _needs(exc: ModuleNotFoundError, extra: str) -> click.ClickException:
+    return click.ClickException(f"this benchmark needs {exc.name}: {extra}")
 
 
-def _cold(command: list[str], repeats: int) -> float:
-    return median_seconds(
-        lambda: subprocess.run(command, check=True, capture_output=True), repeats, warmup=1
-    )
+@click.group("bench", short_help="Measure the SDK, the service, scoring and the normaliser.")
+def bench_group() -> None:
+    """The benchmarks behind the README's figures: each prints a Markdown table naming the
+    machine. Speed is measured here, never asserted in the tests."""
 
 
-def run(
-    artifacts: Path | None,
-    device: str | None,
-    keras_dir: Path | None,
-    data: Path | None,
-    repeats: int,
-    notes_loop: bool,
-    progress: Callable[[str], None],
-    baseline: Path | None = None,
-) -> dict[str, Any]:
-    """Time every workload with each runner that can do it.
-
-    Args:
-        baseline: another set (such as the plain tf2onnx conversions a set was rewritten from)
-            whose files a second bare session runs, timed in the same rounds.
-
-    Returns:
-        {"machine": ..., "device": ..., "rows": [{"workload", "sdk", "bare", "baseline",
-        "keras", ...}]} with median seconds (None where a runner is absent).
-    """
-    import onnxruntime
-    from onnxdigits.session import Device
-
-    device = str(Device.parse(device))
-    store = Artifacts(artifacts)
-    if keras_dir is None and (store.root / "keras").is_dir():
-        keras_dir = store.root / "keras"
-    keras_models = _keras_models(keras_dir)
-    if data is not None:
-        from onnxdigits.export.data import load_mnist
-
-        _, (images, _) = load_mnist(data)
-        images = images[:COUNT]
-    else:
-        images, _ = store.sample()
-        images = np.resize(images, (COUNT, 28, 28))  # the shipped sample, repeated to 10,000
-    floats = to_batch(images)
-    classifier = Classifier(artifacts=store, device=device)
-    progress(f"device {device}: sessions run on {classifier.device} ({classifier.providers[0]})")
-    # A bare session: onnxruntime's defaults on the providers the SDK got.
-    timed_keys = ("classifier", "vae.encoder", "vae.generator", "cvae.generator")
-    bare = {
-        key: onnxruntime.InferenceSession(store.model_bytes(key), providers=classifier.providers)
-        for key in timed_keys
-        if key in store.keys
-    }
-    plain_store = Artifacts(baseline) if baseline is not None else None
-    plain = {
-        key: onnxruntime.InferenceSession(
-            plain_store.model_bytes(key), providers=classifier.providers
-        )
-        for key in timed_keys
-        if plain_store is not None and key in plain_store.keys
-    }
-    rng = np.random.default_rng(0)
-    z10k = rng.standard_normal((COUNT, 2), dtype=np.float32)
-    rows: list[dict[str, Any]] = []
-
-    def row(
-        workload: str,
-        sdk: Callable[[], object],
-        bare_fn: Callable[[], object] | None,
-        keras_fn: Callable[[], object] | None,
-        count: int,
-        reps: int = repeats,
-        plain_fn: Callable[[], object] | None = None,
-    ) -> None:
-        progress(f"timing {workload}")
-        runners = {"sdk": sdk, "bare": bare_fn, "baseline": plain_fn}
-        # The ONNX runners take turns, one run each per round, so that a change in the
-        # machine's load falls on all of them alike; Keras is timed after.
-        medians = interleaved_medians({k: fn for k, fn in runners.items() if fn}, reps)
-        timed: dict[str, float | None] = {name: medians.get(name) for name in runners}
-        timed["keras"] = median_seconds(keras_fn, reps) if keras_fn is not None else None
-        rows.append({"workload": workload, "count": count, **timed})
-
-    def plain_run(key: str, output: str, name: str, x: np.ndarray) -> Callable[[], object] | None:
-        return partial(plain[key].run, [output], {name: x}) if key in plain else None
-
-    def predict(
-        key: str, x: np.ndarray, batch_size: int | None = None
-    ) -> Callable[[], object] | None:
-        if keras_models is None or key not in keras_models:
-            return None
-        return lambda: keras_models[key].predict(x, batch_size=batch_size or len(x), verbose=0)
-
-    row(
-        "classify 10k",
-        lambda: classifier.predict(images),
-        lambda: bare["classifier"].run(["probs"], {"image": floats}),
-        predict("classifier", floats, 1000),
-        COUNT,
-        plain_fn=plain_run("classifier", "probs", "image", floats),
-    )
-    row(
-        "classify 1 image",
-        lambda: classifier.predict(images[:1]),
-        lambda: bare["classifier"].run(["probs"], {"image": floats[:1]}),
-        predict("classifier", floats[:1]),
-        1,
-        reps=max(repeats, 200),
-        plain_fn=plain_run("classifier", "probs", "image", floats[:1]),
-    )
-    if "vae.encoder" in bare:
-        encoder = Encoder("vae", artifacts=store, device=device)
-        row(
-            "embed 10k (vae)",
-            lambda: encoder.embed(images),
-            lambda: bare["vae.encoder"].run(["z_mean"], {"image": floats}),
-            predict("vae.encoder", floats, 1000),
-            COUNT,
-            plain_fn=plain_run("vae.encoder", "z_mean", "image", floats),
-        )
-    for model in ("vae", "cvae"):
-        key = f"{model}.generator"
-        if key not in bare:
-            continue
-        generator = Generator(model, artifacts=store, device=device)
-        z_grid = grid_points(15)
-        row(
-            f"grid 15x15 ({model})",
-            partial(generator.grid, 15),
-            partial(bare[key].run, ["image"], {"z": z_grid}),
-            predict(key, z_grid),
-            225,
-            reps=max(repeats, 101) if model == "vae" else repeats,  # a millisecond: noisy
-            plain_fn=plain_run(key, "image", "z", z_grid),
-        )
-        if model == "vae":
-            row(
-                "sample 10k (vae)",
-                partial(generator.sample, COUNT, 0),
-                partial(bare[key].run, ["image"], {"z": z10k}),
-                predict(key, z10k, 1000),
-                COUNT,
-                plain_fn=plain_run(key, "image", "z", z10k),
-            )
-    if notes_loop and keras_models is not None and "vae.generator" in keras_models:
-        progress("timing the notes' loop of 225 predict calls, once")
-        model = keras_models["vae.generator"]
-        start = time.perf_counter()
-        for point in grid_points(15):
-            model.predict(point[None], verbose=0)
-        rows.append(
-            {
-                "workload": "grid 15x15 (vae), notes' loop",
-                "count": 225,
-                "sdk": None,
-                "bare": None,
-                "keras": time.perf_counter() - start,
-            }
-        )
-    progress("timing cold starts")
-    with tempfile.TemporaryDirectory() as tmp:
-        env_args = ["--device", device] + (["--artifacts", str(store.root)] if artifacts else [])
-        cli = [
-            sys.executable,
-            "-m",
-            "onnxdigits.cli",
-            "grid",
-            "--out",
-            str(Path(tmp) / "g.png"),
-            *env_args,
-        ]
-        rows.append(
-            {
-                "workload": "cold: import onnxdigits",
-                "count": 1,
-                "keras": None,
-                "bare": None,
-                "sdk": _cold([sys.executable, "-c", "import onnxdigits"], repeats),
-            }
-        )
-        rows.append(
-            {
-                "workload": "cold: onnxdigits grid",
-                "count": 225,
-                "keras": None,
-                "bare": None,
-                "sdk": _cold(cli, repeats),
-            }
-        )
-    return {
-        "machine": machine(),
-        "device": device,
-        "ran_on": classifier.device,
-        "repeats": repeats,
-        "baseline": str(plain_store.root) if plain_store is not None else None,
-        "rows": rows,
-    }
-
-
-def interleaved_medians(runners: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median wall time of each runner over `repeats` rounds in which each runs once in turn,
-    after two untimed rounds."""
-    times: dict[str, list[float]] = {name: [] for name in runners}
-    for round_ in range(repeats + 2):
-        for name, fn in runners.items():
-            start = time.perf_counter()
-            fn()
-            if round_ >= 2:
-                times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
-
-
-def _ms(seconds: float | None) -> str:
-    return (
-        "-"
-        if seconds is None
-        else f"{seconds * 1e3:.3f}"
-        if seconds < 1e-2
-        else f"{seconds * 1e3:.1f}"
-    )
-
-
-def _ratio(a: float | None, b: float | None) -> str:
-    return "-" if a is None or b is None else f"{b / a:.2f}x"
-
-
-def format_table(report: dict[str, Any]) -> str:
-    """The report as a Markdown table: median milliseconds and SDK speed-ups."""
-    m = report["machine"]
-    vector = f", {m['vector']}" if m.get("vector") else ""
-    lines = [
-        f"{m['date']}, {m['cpu']} ({m['cores']} cores{vector}){', ' + m['gpu'] if m['gpu'] else ''}"
-        f", onnxruntime {m['onnxruntime']}, device {report['device']} -> {report['ran_on']}, "
-        f"median of {report['repeats']}",
-    ]
-    baseline = report.get("baseline")
-    if baseline:
-        lines.append(f"baseline: bare sessions on the files of {baseline}")
-    plain = ("", "") if not baseline else (" baseline ms |", " baseline / SDK |")
-    lines += [
-        "",
-        f"| workload | SDK ms | bare ORT ms |{plain[0]} Keras ms | Keras / SDK | SDK / bare |"
-        f"{plain[1]} SDK items/s |",
-        "|---|" + "---:|" * (8 if baseline else 6),
-    ]
-    for r in report["rows"]:
-        rate = "-" if r["sdk"] is None else f"{r['count'] / r['sdk']:,.0f}"
-        cells = [r["workload"], _ms(r["sdk"]), _ms(r["bare"])]
-        cells += [_ms(r.get("baseline"))] if baseline else []
-        cells += [_ms(r["keras"]), _ratio(r["sdk"], r["keras"]), _ratio(r["bare"], r["sdk"])]
-        cells += [_ratio(r["sdk"], r.get("baseline"))] if baseline else []
-        lines.append("| " + " | ".join([*cells, rate]) + " |")
-    return "\n".join(lines)
-
-
-@click.command("bench", short_help="Time the SDK against bare onnxruntime and Keras.")
+@bench_group.command("sdk", short_help="Time the SDK against bare onnxruntime and Keras.")
 @artifacts_option
 @device_option
 @click.option(
@@ -392,7 +73,7 @@ def format_table(report: dict[str, Any]) -> str:
     type=click.Path(file_okay=False, exists=True, path_type=Path),
     default=None,
     help="Another set, such as the plain tf2onnx conversions the set was rewritten from: bare "
-    "sessions on its files are timed too, in a column of their own.",
+    "sessions on its files are timed too, in a column of their own. Defaults to none.",
 )
 @click.option(
     "--repeats",
@@ -407,7 +88,7 @@ def format_table(report: dict[str, Any]) -> str:
     help="Also time a grid made as the Keras teaching notes made it: 225 predict calls (slow).",
 )
 @figures_option
-def bench_command(
+def sdk_command(
     artifacts: Path | None,
     device: str | None,
     keras_dir: Path | None,
@@ -418,16 +99,268 @@ def bench_command(
     json_path: Path | None,
 ) -> None:
     """Time the SDK, a bare onnxruntime session and Keras side by side; print a table."""
-    report = run(
-        artifacts,
-        device,
-        keras_dir,
-        data,
-        repeats,
-        notes_loop,
-        progress=lambda line: click.echo(line, err=True),
-        baseline=baseline,
+    from onnxdigits.bench import sdk
+
+    report = sdk.run(
+        artifacts, device, keras_dir, data, repeats, notes_loop, _progress, baseline=baseline
     )
-    click.echo(format_table(report))
-    if json_path is not None:
-        json_path.write_text(json.dumps(report, indent=2) + "\n")
+    click.echo(sdk.table(report))
+    _write_figures(json_path, report)
+
+
+def _counts(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
+    try:
+        counts = [int(part) for part in value.split(",")]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of positive integers")
+    return counts
+
+
+def _hosts(ctx: click.Context, param: click.Parameter, value: str) -> list[str]:
+    try:
+        from onnxdigits.bench.serve import HOSTS
+    except ModuleNotFoundError as exc:
+        raise _needs(exc, SERVE_EXTRA) from None
+    hosts = [part.strip() for part in value.split(",") if part.strip()]
+    unknown = [host for host in hosts if host not in HOSTS]
+    if unknown or not hosts:
+        raise click.BadParameter(f"unknown host(s) {unknown}; choose from {', '.join(HOSTS)}")
+    return hosts
+
+
+@bench_group.command("serve", short_help="Load-test the service on each host, beside the SDK.")
+@click.option(
+    "--hosts",
+    default="uvicorn,ray-1,ray-2,ray-1-nobatch,ray-2-nobatch",
+    show_default=True,
+    callback=_hosts,
+    help="The servers to measure, in turn: uvicorn, and Ray Serve with 1 or 2 replicas of each "
+    "model, with @serve.batch or without (-nobatch).",
+)
+@click.option(
+    "--images",
+    default="1,256",
+    show_default=True,
+    callback=_counts,
+    help="Images per classify request: one raw PNG, or that many multipart files.",
+)
+@click.option(
+    "--clients",
+    default="1,8,32",
+    show_default=True,
+    callback=_counts,
+    help="Concurrent clients, each sending its next request when the last is answered.",
+)
+@click.option(
+    "--seconds",
+    type=click.FloatRange(min=0.5),
+    default=5.0,
+    show_default=True,
+    help="How long each measurement lasts, after its warm-up.",
+)
+@click.option(
+    "--warmup",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    help="Seconds of load before each measurement starts.",
+)
+@click.option(
+    "--address",
+    default=None,
+    help="Deploy the Ray hosts on this Ray cluster (its head's host:port), where ray-1 and "
+    "ray-2 put one or two replicas of each model over its nodes. Defaults to a local cluster "
+    "for each.",
+)
+@figures_option
+@artifacts_option
+@device_option
+def serve_command(
+    hosts: list[str],
+    images: list[int],
+    clients: list[int],
+    seconds: float,
+    warmup: float,
+    address: str | None,
+    json_path: Path | None,
+    artifacts: Path | None,
+    device: str | None,
+) -> None:
+    """Measure requests/s and p50/p99 latency of classify on loopback, for one PNG and for 256
+    per request, at each number of clients, on each host in turn; beside them the SDK's
+    in-process rate on the same PNG bytes. Prints a Markdown table; progress goes to stderr."""
+    try:
+        from onnxdigits.bench import serve
+    except ModuleNotFoundError as exc:
+        raise _needs(exc, SERVE_EXTRA) from None
+    command = " ".join(["onnxdigits bench serve", *sys.argv[3:]])
+    report = serve.run(
+        hosts, images, clients, seconds, warmup, device, artifacts, _progress, address, command
+    )
+    for line in serve.table(report):
+        click.echo(line)
+    _write_figures(json_path, serve.figures(report))
+
+
+@bench_group.command("score", short_help="Time score in one process and on Ray beside the SDK.")
+@click.option(
+    "--data",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="An mnist.npz in Keras' layout: its every image is scored, and its test images are "
+    "written as the PNG files.",
+)
+@click.option(
+    "--pngs", type=click.IntRange(1), default=10_000, show_default=True, help="PNG files to score."
+)
+@click.option(
+    "--repeats", type=click.IntRange(1), default=3, show_default=True, help="Runs of each; medians."
+)
+@click.option("--million", is_flag=True, help="Also a million images from one npz, once each.")
+@click.option("--ray/--no-ray", default=True, show_default=True, help="Include the Ray runs.")
+@click.option(
+    "--address",
+    default=None,
+    help="Run the Ray runs on this Ray cluster (its head's host:port); the table says how many "
+    "nodes each pool used. Defaults to a local cluster for each run.",
+)
+@figures_option
+def score_command(
+    data: Path,
+    pngs: int,
+    repeats: int,
+    million: bool,
+    ray: bool,
+    address: str | None,
+    json_path: Path | None,
+) -> None:
+    """Time `score` on the npz's images and on PNG files, in one process and on a local Ray
+    cluster with 1 and 2 actors, beside the SDK's in-process rate, on the CPU.
+
+    Each run is a child process, timed by itself after its imports and model loading, and
+    watched for its peak RSS and the PSS of its whole process tree (Ray's workers included).
+    Prints a markdown table of medians with the machine named.
+    """
+    try:
+        import onnxdigits.score  # noqa: F401  (the score extra: the children score into Parquet)
+        from onnxdigits.bench import score
+    except ModuleNotFoundError as exc:
+        raise _needs(exc, SCORE_EXTRA) from None
+    report = score.run(data, _progress, pngs, repeats, million, ray, address)
+    for line in score.table(report):
+        click.echo(line)
+    _write_figures(json_path, score.figures(report))
+
+
+_normaliser_file = click.Path(exists=True, dir_okay=False, path_type=Path)
+
+
+@bench_group.command("damage", short_help="Accuracy on realistic and on damaged digits.")
+@click.option(
+    "--per",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Images per category, and MNIST digits damaged. Defaults to each category's own count "
+    "(120, or 400 for small images) and every digit.",
+)
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="The seed the images are made with."
+)
+@click.option("--device", default="cpu", show_default=True, help="Where the classifier runs.")
+@click.option(
+    "--images",
+    type=_normaliser_file,
+    default=None,
+    help="Read through the normaliser in this copy of sdk/images.py instead of the installed "
+    "one (with --time: beside it). Defaults to the installed one alone.",
+)
+@click.option(
+    "--time",
+    "timed",
+    is_flag=True,
+    help="Print load_image's median milliseconds per image instead (100 MNIST digits, 40 of "
+    "each category, or --per).",
+)
+@click.option(
+    "--save",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Also write every generated file into this folder. Defaults to none.",
+)
+@click.option(
+    "--data",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Damage the test set of this mnist.npz. Defaults to the shipped sample's 1,000 digits.",
+)
+@click.option(
+    "--part",
+    type=click.Choice(("all", "inputs", "damage")),
+    default="all",
+    show_default=True,
+    help="Which table: the generated inputs, the damaged MNIST digits, or both.",
+)
+def damage_command(
+    per: int | None,
+    seed: int,
+    device: str,
+    images: Path | None,
+    timed: bool,
+    save: Path | None,
+    data: Path | None,
+    part: str,
+) -> None:
+    """Print the shipped classifier's accuracy on digits such as users hand over (drawn pages,
+    typefaces, markers, scans) and on MNIST's test digits damaged in 28 ways, read as arrays and
+    as PNG files; or, with --time, the normaliser's time per image.
+
+    The scanned digits come from scikit-learn (pip install 'onnxdigits[bench]'); without it
+    their row says so."""
+    from onnxdigits.bench import damage
+
+    if timed:
+        lines = damage.timing_lines(per, seed, images)
+    else:
+        lines = damage.accuracy_lines(per, seed, device, images, save, data, part)
+    for line in lines:
+        click.echo(line)
+
+
+@bench_group.command("normaliser", short_help="The normaliser's CPU time per image.")
+@click.option(
+    "--images",
+    type=_normaliser_file,
+    default=None,
+    help="Another copy of sdk/images.py to time beside the installed one. Defaults to none.",
+)
+@click.option(
+    "--rounds",
+    type=click.IntRange(min=1),
+    default=7,
+    show_default=True,
+    help="Fresh processes per version; the median of theirs is shown.",
+)
+@click.option(
+    "--count",
+    type=click.IntRange(min=1),
+    default=40,
+    show_default=True,
+    help="28x28 and canvas files each (the photos fewer).",
+)
+@click.option(
+    "--core",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="The core each process is pinned to.",
+)
+def normaliser_command(images: Path | None, rounds: int, count: int, core: int) -> None:
+    """Time load_image (decode included) and its part from the decoded grey image onward, in
+    CPU milliseconds per image, on 28x28 PNGs, web-page canvases and JPEG photos: each the
+    median over fresh processes pinned to one core, taking turns with --images' when given."""
+    from onnxdigits.bench import normaliser
+
+    for line in normaliser.cost_lines(images, rounds, count, core):
+        click.echo(line)

@@ -102,14 +102,6 @@ invert_option = click.option(
 json_option = click.option(
     "--json", "as_json", is_flag=True, help="Print one JSON object per line."
 )
-# The benchmarks': their figures and the machine, besides the table on stdout.
-figures_option = click.option(
-    "--json",
-    "json_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Also write every figure and the machine to this JSON file.",
-)
 data_option = click.option(
     "--data",
     type=click.Path(dir_okay=False, path_type=Path),

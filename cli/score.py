@@ -1,5 +1,4 @@
-"""The commands for data sets: `score` (batch inference into Parquet, in one process or on Ray)
-and its benchmark."""
+"""The command for data sets: `score`, batch inference into Parquet, in one process or on Ray."""
 
 from __future__ import annotations
 
@@ -12,7 +11,7 @@ from pathlib import Path
 import click
 from onnxdigits.specs import MODELS
 
-from .main import artifacts_option, device_option, figures_option
+from .main import artifacts_option, device_option
 
 SCORE_EXTRA = "pip install 'onnxdigits[score]'"
 RAY_EXTRA = "pip install 'onnxdigits[ray]'"
@@ -144,57 +143,3 @@ def _terminate_on_sigterm() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-@click.command("bench-score", short_help="Time score in one process and on Ray beside the SDK.")
-@click.option(
-    "--data",
-    required=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="An mnist.npz in Keras' layout: its every image is scored, and its test images are "
-    "written as the PNG files.",
-)
-@click.option(
-    "--pngs", type=click.IntRange(1), default=10_000, show_default=True, help="PNG files to score."
-)
-@click.option(
-    "--repeats", type=click.IntRange(1), default=3, show_default=True, help="Runs of each; medians."
-)
-@click.option("--million", is_flag=True, help="Also a million images from one npz, once each.")
-@click.option("--ray/--no-ray", default=True, show_default=True, help="Include the Ray runs.")
-@click.option(
-    "--address",
-    default=None,
-    help="Run the Ray runs on this Ray cluster (its head's host:port); the table says how many "
-    "nodes each pool used. Defaults to a local cluster for each run.",
-)
-@figures_option
-def bench_score_command(
-    data: Path,
-    pngs: int,
-    repeats: int,
-    million: bool,
-    ray: bool,
-    address: str | None,
-    json_path: Path | None,
-) -> None:
-    """Time `score` on the npz's images and on PNG files, in one process and on a local Ray
-    cluster with 1 and 2 actors, beside the SDK's in-process rate, on the CPU.
-
-    Each run is a child process, timed by itself after its imports and model loading, and
-    watched for its peak RSS and the PSS of its whole process tree (Ray's workers included).
-    Prints a markdown table of medians with the machine named.
-    """
-    try:
-        from onnxdigits.score.bench import benchmark
-    except ModuleNotFoundError as exc:
-        raise _missing(exc, SCORE_EXTRA) from None
-    benchmark(
-        data,
-        pngs=pngs,
-        repeats=repeats,
-        million=million,
-        ray=ray,
-        json_path=json_path,
-        address=address,
-    )

@@ -46,6 +46,6 @@ step verify 120 "${cli[@]}" verify --device "$DEVICE"
 if [ "$DEVICE" != cpu ]; then
   step pytest-gpu 240 "$PY" -m pytest -m gpu -q -p no:cacheprovider tests/sdk/test_gpu.py
 fi
-step bench 300 "${cli[@]}" bench --device "$DEVICE" --repeats "$REPEATS" "${data[@]}" --json "$OUT/bench.json"
+step bench 300 "${cli[@]}" bench sdk --device "$DEVICE" --repeats "$REPEATS" "${data[@]}" --json "$OUT/bench.json"
 echo "results in $OUT: $(cd "$OUT" && ls | tr '\n' ' ')"
 exit $status

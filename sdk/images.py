@@ -475,7 +475,7 @@ def _digit(grey: np.ndarray) -> np.ndarray | None:
     A 28x28 image whose ink is already centred as MNIST's is (`_as_it_is`) is kept as it is
     (turned light on dark if need be): the classifier is trained on damage as it comes
     at that size (noise, clutter, inverted bands, fog, blur), and rebuilding such an image
-    from its thresholded ink loses more than it mends (measured on tests/sdk/realistic.py's
+    from its thresholded ink loses more than it mends (measured on onnxdigits.bench.damage's
     damage: outlines 0.79 rebuilt against 0.88 kept, inverted bands 0.71 against 0.96, fog
     0.81 against 0.99).
     """

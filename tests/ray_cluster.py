@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from onnxdigits.serve.loadtest import free_port
+from onnxdigits.bench.serve import free_port
 
 START_S = 120  # for a node to start and join, on two busy cores
 STORE = 200 * 2**20  # object store bytes of each node

@@ -78,10 +78,21 @@ def test_version() -> None:
     assert onnxdigits.__version__ in result.stdout
 
 
-@pytest.mark.parametrize("name", sorted(main.commands))
-def test_every_option_has_help_text(name: str) -> None:
-    command = main.commands[name]
-    result = run(name, "--help")
+def _commands() -> list[object]:
+    """Every command as pytest params of its words on the command line and itself; a group's
+    commands (`bench sdk`, ...) in place of the group."""
+    found = []
+    for name, command in sorted(main.commands.items()):
+        subcommands = command.commands if isinstance(command, click.Group) else {"": command}
+        for sub, leaf in sorted(subcommands.items()):
+            words = f"{name} {sub}".strip()
+            found.append(pytest.param(words, leaf, id=words))
+    return found
+
+
+@pytest.mark.parametrize(("name", "command"), _commands())
+def test_every_option_has_help_text(name: str, command: click.Command) -> None:
+    result = run(*name.split(), "--help")
     assert result.exit_code == 0, result.output
     squeezed = "".join(result.stdout.split())  # help is wrapped, sometimes at hyphens
     options = [p for p in command.params if isinstance(p, click.Option)]
@@ -495,9 +506,9 @@ def test_the_group_help_lists_every_command_whole() -> None:
         assert "..." not in row and "…" not in row, row
 
 
-@pytest.mark.parametrize("name", sorted(main.commands))
-def test_every_default_is_stated_once(name: str) -> None:
-    for option in main.commands[name].params:
+@pytest.mark.parametrize(("name", "command"), _commands())
+def test_every_default_is_stated_once(name: str, command: click.Command) -> None:
+    for option in command.params:
         if isinstance(option, click.Option) and option.show_default:
             assert "Defaults to" not in (option.help or ""), f"{name} {option.opts[0]}"
 

@@ -60,7 +60,9 @@ def test_the_blocker_blocks() -> None:
 
 
 def test_bench_with_data_runs_without_keras(small_mnist: Path) -> None:
-    result = run_blocked("bench", "--data", str(small_mnist), "--repeats", "3", "--device", "cpu")
+    result = run_blocked(
+        "bench", "sdk", "--data", str(small_mnist), "--repeats", "3", "--device", "cpu"
+    )
     assert result.returncode == 0, result.stderr
     assert "No module named" not in result.stderr
     assert "classif" in result.stdout

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -78,25 +77,3 @@ def test_all_inputs_failing_exits_1_and_writes_nothing(inputs: Inputs, tmp_path:
     line = one_line_error(result)
     assert "all 2 rows failed" in line and "broken.png" in line
     assert not out.exists() and leftovers(tmp_path) == []
-
-
-def test_bench_score_measures_each_run_on_every_image(inputs: Inputs, tmp_path: Path) -> None:
-    """A short run in one process: every row, every image scored, the JSON agrees with the
-    table. (What the figures are is the benchmark's business; here only that it measures.)"""
-    out = tmp_path / "bench.json"
-    args = ("--data", str(inputs.npz), "--pngs", "7", "--repeats", "1", "--no-ray")
-    result = run("bench-score", *args, "--json", str(out))
-    assert result.exit_code == 0, result.output
-    first, _, *table = result.stdout.splitlines()
-    assert "cores" in first and "median of 1" in first
-    figures = json.loads(out.read_text())
-    runs = {(row["data"], row["how"]): row for row in figures["rows"]}
-    npz, pngs = f"MNIST npz ({TRAIN + TEST:,})", "PNG files (7)"
-    assert set(runs) == {
-        (d, h) for d in (npz, pngs) for h in ("SDK in process", "score, one process")
-    }
-    for (data, how), row in runs.items():
-        (only,) = row["runs"]
-        assert only["rows"] == (TRAIN + TEST if data == npz else 7)
-        assert 0 < only["seconds"] < only["wall"] and only["peak_rss"] > 0
-        assert any(line.startswith(f"| {data} | {how} | {only['rows']:,} |") for line in table)

@@ -1,4 +1,4 @@
-"""Damage done to MNIST's own digits (tests/sdk/realistic.py's DAMAGES), read as arrays and as
+"""Damage done to MNIST's own digits (onnxdigits.bench.damage's DAMAGES), read as arrays and as
 PNG files: the normaliser must never make a digit harder to read than its raw pixels were.
 
 Each kind is made from the shipped sample's 1,000 test digits with the generator's fixed seed.
@@ -10,9 +10,10 @@ import numpy as np
 import onnxdigits
 import pytest
 from onnxdigits import images
+from onnxdigits.bench.damage import DAMAGES
+from onnxdigits.bench.damage import damage_accuracy as accuracy_as_arrays_and_files
 from PIL import Image
 
-from tests.sdk import realistic
 from tests.sdk.test_images import aligned_difference, box, png
 
 # Where files still read worse than arrays by more than 0.01 with the shipped classifier
@@ -28,8 +29,8 @@ def damage_accuracy(classifier, sample) -> dict[str, tuple[float, float]]:
     """Each kind's accuracy as arrays and as files."""
     images, labels = sample
     return {
-        damage.name: realistic.damage_accuracy(classifier, damage, images, labels)
-        for damage in realistic.DAMAGES
+        damage.name: accuracy_as_arrays_and_files(classifier, damage, images, labels)
+        for damage in DAMAGES
     }
 
 
@@ -42,7 +43,7 @@ def _params() -> list:
             if d.name in NOT_YET
             else [],
         )
-        for d in realistic.DAMAGES
+        for d in DAMAGES
     ]
 
 

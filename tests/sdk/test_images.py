@@ -19,9 +19,15 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from onnxdigits import InputError
+from onnxdigits.bench.damage import (
+    CATEGORIES,
+    draw_strokes,
+    generate,
+    handwriting,
+    missing,
+    predict,
+)
 from PIL import Image
-
-from tests.sdk import realistic
 
 # --------------------------------------------------------------------------------------------
 # Helpers
@@ -82,9 +88,9 @@ def placed(
 def drawn(label: int, stroke: float, *, seed: int = 0, side: int = 160) -> np.ndarray:
     """A handwritten `label` drawn with a pen `stroke` times the digit's height wide: float ink
     coverage (side, side) in [0, 1]."""
-    strokes = realistic.handwriting(label, np.random.default_rng(seed))
+    strokes = handwriting(label, np.random.default_rng(seed))
     height = 0.6 * side
-    return realistic.draw_strokes(
+    return draw_strokes(
         strokes, (side, side), (0.2 * side, 0.2 * side, height), stroke * height, 1.0
     )
 
@@ -319,17 +325,17 @@ def realistic_labels(classifier) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Each category's true and predicted labels (-1 for a file refused), generated once per
     session with the generator's fixed seed."""
     result = {}
-    for category in realistic.CATEGORIES:
-        if not realistic.missing(category):
-            files, labels = realistic.generate(category)
-            result[category.name] = labels, realistic.predict(classifier, files)
+    for category in CATEGORIES:
+        if not missing(category):
+            files, labels = generate(category)
+            result[category.name] = labels, predict(classifier, files)
     return result
 
 
-@pytest.mark.parametrize("category", [pytest.param(c, id=c.name) for c in realistic.CATEGORIES])
+@pytest.mark.parametrize("category", [pytest.param(c, id=c.name) for c in CATEGORIES])
 def test_accuracy_on_realistic_images_meets_the_target(realistic_labels, category) -> None:
     if category.name not in realistic_labels:
-        pytest.skip(f"this machine lacks {', '.join(realistic.missing(category))}")
+        pytest.skip(f"this machine lacks {', '.join(missing(category))}")
     labels, predicted = realistic_labels[category.name]
     assert len(labels) >= 100
     accuracy = float(np.mean(predicted == labels))

@@ -3,7 +3,7 @@
 Its exact changes give main's output bit for bit; its one shortcut that alters pixels (a
 border of one exact level taken for the page without a fit) leaves every label as it was. The
 inputs are generated here: MNIST's sample digits as 28x28 PNGs, the evaluation set's files
-(tests/sdk/realistic.py), canvases as the web page sends them, EXIF-rotated and page-sized JPEGs.
+(onnxdigits.bench.damage), canvases as the web page sends them, EXIF-rotated and page-sized JPEGs.
 """
 
 from __future__ import annotations
@@ -15,16 +15,16 @@ import numpy as np
 import onnxdigits
 import pytest
 from onnxdigits import InputError, images
+from onnxdigits.bench.damage import CATEGORIES, encode, generate, missing
+from onnxdigits.bench.normaliser import load_normaliser
 from PIL import Image
-
-from tests.sdk import realistic
 
 FROZEN = Path(__file__).with_name("_images_frozen.py")
 
 
 @pytest.fixture(scope="module")
 def frozen():
-    return realistic._normaliser(FROZEN)
+    return load_normaliser(FROZEN)
 
 
 def _canvas(digit: np.ndarray) -> bytes:
@@ -58,10 +58,10 @@ def _photo(digit: np.ndarray, size: tuple[int, int], orientation: int = 1) -> by
 @pytest.fixture(scope="module")
 def files(sample) -> list[bytes]:
     digits = sample[0]
-    made = [realistic.encode(digit, "PNG") for digit in digits]
-    for category in realistic.CATEGORIES:
-        if not realistic.missing(category):
-            made += realistic.generate(category, 40)[0]
+    made = [encode(digit, "PNG") for digit in digits]
+    for category in CATEGORIES:
+        if not missing(category):
+            made += generate(category, 40)[0]
     made += [_canvas(digit) for digit in digits[:20]]
     made += [_photo(digit, (300, 200), orientation=6) for digit in digits[20:25]]
     made += [_photo(digit, (1000, 800)) for digit in digits[25:28]]

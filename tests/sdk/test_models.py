@@ -221,7 +221,7 @@ def test_tile_lays_out_row_by_row(sample) -> None:
 
 
 def test_importing_the_sdk_defers_onnxruntime_to_the_first_model() -> None:
-    # Import speed itself is measured by `onnxdigits bench`, never asserted here.
+    # Import speed itself is measured by `onnxdigits bench sdk`, never asserted here.
     code = "import sys, onnxdigits; print('onnxruntime' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

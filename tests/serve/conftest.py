@@ -20,7 +20,7 @@ import httpx
 import numpy as np
 import onnxdigits
 import pytest
-from onnxdigits.serve.loadtest import ServerProcess, free_port
+from onnxdigits.bench.serve import ServerProcess, free_port
 
 from ..ray_cluster import RayCluster
 

@@ -3,7 +3,7 @@
 `ServerProcess` starts `onnxdigits serve ...` in a subprocess and waits until it is ready (the
 tests start theirs the same way). `drive` loads a server with a number of concurrent clients for
 a fixed time, each client sending its next request as soon as the last is answered, and stops by
-itself. `benchmark` runs every host, workload and client count in turn, beside the SDK's
+itself. `run` runs every host, workload and client count in turn, beside the SDK's
 in-process rate on the same PNG bytes, and counts the CPU each process of the server spent.
 """
 
@@ -26,6 +26,9 @@ from typing import Any
 
 import httpx
 import numpy as np
+
+from . import machine, tables
+from .process import cpu_by_name
 
 _URL = re.compile(r"onnxdigits serve: (http://\S+)")
 
@@ -246,50 +249,6 @@ def sdk_rate(png: bytes, images: int, seconds: float, classifier: Any) -> float:
     return count / elapsed
 
 
-# --- where the CPU goes --------------------------------------------------------------------------
-
-
-def _processes() -> dict[int, tuple[int, str, float]]:
-    """Every process: its parent, its name and the CPU seconds it has used (Linux /proc)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            words = (entry / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        cpu = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
-        name = words.strip().split(" ")[0] if words.strip() else stat.split("(")[1].split(")")[0]
-        name = Path(name).name
-        if name.startswith("ray::"):  # Ray's actors add the method they run: ray::Actor.method
-            name = name.split(".")[0]
-        found[int(entry.name)] = (int(fields[1]), name, cpu)
-    return found
-
-
-def cpu_by_process(root: int) -> dict[str, float]:
-    """CPU seconds used so far by `root` and its descendants, summed by process name (Ray's
-    actors are named like `ray::ServeReplica:onnxdigits:classifier`)."""
-    table = _processes()
-    children: dict[int, list[int]] = {}
-    for pid, (parent, _, _) in table.items():
-        children.setdefault(parent, []).append(pid)
-    totals: dict[str, float] = {}
-    stack = [root]
-    while stack:
-        pid = stack.pop()
-        if pid in table:
-            _, name, cpu = table[pid]
-            name = "server" if pid == root else name
-            totals[name] = totals.get(name, 0.0) + cpu
-        stack.extend(children.get(pid, []))
-    return totals
-
-
 # --- the benchmark -------------------------------------------------------------------------------
 
 
@@ -312,7 +271,7 @@ def _png(sample_image: np.ndarray) -> bytes:
     return out.getvalue()
 
 
-def benchmark(
+def run(
     hosts: Sequence[str],
     images: Sequence[int],
     clients: Sequence[int],
@@ -322,15 +281,20 @@ def benchmark(
     artifacts: Path | None,
     progress: Callable[[str], None],
     address: str | None = None,
+    command: str = "",
 ) -> dict[str, Any]:
     """Measure every host in `hosts` (keys of HOSTS) classifying each count of `images` per
     request, at each count of `clients`; the Ray hosts on the cluster at `address` (else a
     local cluster each), where the CPU counted is only that of the command's own processes.
 
     Returns:
-        {"sdk": {workload name: requests/s}, "cells": [Cell, ...], "png_bytes": size}.
+        {"sdk": {workload name: requests/s}, "cells": [Cell, ...], "png_bytes": size,
+        "machine": `machine.describe()` with the load average before and after ("load",
+        "load_after") and `command` (the command line, for the table)}.
     """
     from onnxdigits import Artifacts, Classifier
+
+    load_before = machine.load_average()
 
     store = Artifacts(artifacts)
     png = _png(store.sample()[0][0])
@@ -357,9 +321,9 @@ def benchmark(
             for work in workloads:
                 send = work.sender(png)
                 for count in clients:
-                    before, client_before = cpu_by_process(server.process.pid), time.process_time()
+                    before, client_before = cpu_by_name(server.process.pid), time.process_time()
                     load = drive(server.url, send, count, warmup_s, seconds)
-                    after, client_after = cpu_by_process(server.process.pid), time.process_time()
+                    after, client_after = cpu_by_name(server.process.pid), time.process_time()
                     per = max(load.requests, 1)
                     # The window's share of the CPU: the warm-up's is counted too, a little.
                     share = seconds / (seconds + warmup_s)
@@ -379,26 +343,89 @@ def benchmark(
             status = server.stop()
             if status != 0:
                 progress(f"{host} exited {status}:\n{server.logs(20)}")
-    return {"sdk": sdk, "cells": cells, "png_bytes": len(png)}
+    about = {**machine.describe(), "load": load_before, "load_after": machine.load_average()}
+    about["command"] = command
+    return {"sdk": sdk, "cells": cells, "png_bytes": len(png), "machine": about}
 
 
-def machine_notes() -> dict[str, str]:
-    """The CPU's vector width and the load average: what the figures were measured beside."""
-    flags: set[str] = set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
-    except OSError:
-        pass
-    vector = next(
-        (
-            name
-            for flag, name in (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("avx", "AVX"))
-            if flag in flags
-        ),
-        "unknown",
-    )
-    load = " ".join(f"{value:.2f}" for value in os.getloadavg())
-    return {"vector": vector, "load": load}
+def figures(report: dict[str, Any]) -> dict[str, Any]:
+    """The report of `run` as JSON: the machine, the SDK's rates and every cell's figures."""
+    cells = [
+        {
+            "host": cell.host,
+            "workload": cell.workload,
+            "clients": cell.load.clients,
+            "requests_per_s": cell.load.rate,
+            "p50_ms": cell.load.percentile_ms(50),
+            "p99_ms": cell.load.percentile_ms(99),
+            "errors": cell.load.errors,
+            "cpu_ms_per_request": cell.cpu_ms,
+        }
+        for cell in report["cells"]
+    ]
+    return {"machine": report["machine"], "sdk_requests_per_s": report["sdk"], "cells": cells}
+
+
+# The ratios of single-image requests/s at the most clients that the table ends with.
+RATIOS = (
+    ("ray-2", "ray-1", "2 replicas over 1"),
+    ("ray-1", "ray-1-nobatch", "@serve.batch on over off, 1 replica"),
+    ("ray-2", "ray-2-nobatch", "@serve.batch on over off, 2 replicas"),
+    ("uvicorn", "ray-2", "uvicorn over Ray Serve with 2 replicas"),
+)
+# The processes whose CPU the last table shows, each in a column; the rest are "other".
+CPU_GROUPS = ("client", "server", "ray::ProxyActor", "ingress", "classifier")
+
+
+def table(report: dict[str, Any]) -> list[str]:
+    """The report of `run` as Markdown: the machine, the table, the ratios, and where the CPU
+    went."""
+    about, sdk, cells = report["machine"], report["sdk"], report["cells"]
+    versions = machine.versions("onnxruntime-gpu", "fastapi", "uvicorn", "ray", "httpx")
+    lines = [
+        f"{machine.headline(about)}, {versions}; load average {about['load']} before, "
+        f"{about['load_after']} after",
+        "",
+        f"`{about['command']}`",
+        "",
+    ]
+    header = ["host", "workload", "clients", "requests/s", "images/s", "p50 ms", "p99 ms"]
+    header += ["errors", "of the SDK's rate"]
+    rows = [
+        ["SDK in-process, 1 caller", name, "-", f"{rate:,.1f}"]
+        + [f"{rate * int(name.split()[0]):,.0f}", f"{1000 / rate:.2f}", "-", "-", "1.00x"]
+        for name, rate in sdk.items()
+    ]
+    for cell in cells:
+        load = cell.load
+        rows.append(
+            [cell.host, cell.workload, str(load.clients), f"{load.rate:,.1f}"]
+            + [f"{load.rate * cell.images:,.0f}", f"{load.percentile_ms(50):.1f}"]
+            + [f"{load.percentile_ms(99):.1f}", str(load.errors)]
+            + [tables.ratio(load.rate, sdk[cell.workload])]
+        )
+    lines += tables.markdown(header, rows, left=2)
+    top = max(cell.load.clients for cell in cells)
+    rate = {(c.host, c.workload, c.load.clients): c.load.rate for c in cells}
+    ratios = [
+        f"- {what}: {tables.ratio(rate[a, '1 image', top], rate[b, '1 image', top])}"
+        for a, b, what in RATIOS
+        if (a, "1 image", top) in rate and (b, "1 image", top) in rate
+    ]
+    if ratios:
+        lines += ["", f"Single-image requests/s at {top} clients:", *ratios]
+    lines += ["", f"CPU milliseconds per request, 1 image at {top} clients:", ""]
+    rows = []
+    for cell in cells:
+        if cell.workload != "1 image" or cell.load.clients != top:
+            continue
+        spent = dict(cell.cpu_ms)
+        row = []
+        for group in CPU_GROUPS:
+            keys = [k for k in spent if k == group or k.endswith(f":{group}")]
+            row.append(sum(spent.pop(k) for k in keys))
+        row += [sum(spent.values())]
+        row += [sum(row)]
+        rows.append([cell.host, *(f"{v:.2f}" for v in row)])
+    lines += tables.markdown(["host", *CPU_GROUPS, "other", "total"], rows)
+    return lines

@@ -11,27 +11,31 @@ mnist.npz) in each of the ways that digits are spoilt on their way to a program,
 28x28, and reads each both as an array (straight to the classifier) and as a PNG file (through
 the normaliser): a normaliser that never hurts reads the files at least as well as the arrays.
 
-`python -m tests.sdk.realistic` prints the accuracy of each category through the shipped
-classifier (`--per N` images per category, `--seed S`, `--images OLD.py` through another
-version of sdk/images.py, `--save DIR` writes the files, `--data mnist.npz` damages the whole
-test set, `--part inputs|damage` one table only); `--time` prints the normaliser's time per
-image instead, beside `--images`' when given."""
+`onnxdigits bench damage` prints the accuracy of each category through the shipped classifier
+(`--per N` images per category, `--seed S`, `--images OLD.py` through another version of
+sdk/images.py, `--save DIR` writes the files, `--data mnist.npz` damages the whole test set,
+`--part inputs|damage` one table only); `--time` prints the normaliser's time per image instead,
+beside `--images`' when given. The tests hold the normaliser to the same sets.
+
+scikit-learn's scans need the bench extra (`pip install 'onnxdigits[bench]'`); without it that
+category is left out, and its row says so."""
 
 from __future__ import annotations
 
-import argparse
 import io
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from . import machine, tables
+from .normaliser import load_normaliser
 
 FONTS = Path("/usr/share/fonts/truetype/dejavu")
 PER_CATEGORY = 120  # twelve of each digit: one error costs 0.0083
@@ -353,8 +357,8 @@ def _mnist_sample() -> tuple[np.ndarray, np.ndarray]:
     return onnxdigits.Artifacts().sample()
 
 
-CLEAN = dict(paper=(235, 255), ink=(0, 40))
-PAGE = dict(paper=(195, 235), ink=(15, 75), noise=(4, 12), colour=True, kind="JPEG")
+CLEAN: dict[str, Any] = dict(paper=(235, 255), ink=(0, 40))
+PAGE: dict[str, Any] = dict(paper=(195, 235), ink=(15, 75), noise=(4, 12), colour=True, kind="JPEG")
 
 CATEGORIES: list[Category] = [
     Category(
@@ -841,36 +845,6 @@ def predict(classifier: Any, files: list[bytes]) -> np.ndarray:
         return labels
 
 
-def _normaliser(path: Path) -> ModuleType:
-    """Another version of sdk/images.py (such as git HEAD's), loaded beside the installed one."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("onnxdigits._images_under_test", path)
-    if spec is None or spec.loader is None:
-        raise SystemExit(f"cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _machine() -> str:
-    """The CPU's model, cores and vector width, and the load average (timings are shared)."""
-    import os
-    import platform
-
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        info = ""
-    model = next(
-        (line.split(":", 1)[1].strip() for line in info.splitlines() if "model name" in line),
-        platform.processor(),
-    )
-    width = 512 if " avx512f" in info else 256 if " avx2" in info else 128
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    return f"{model}, {os.cpu_count()} cores, {width}-bit vectors; load average {load}"
-
-
 def _timings(files: list[bytes], normalisers: list[Callable[[bytes], object]]) -> list[float]:
     """Each normaliser's median milliseconds per file, taken in turns file by file (so that a
     change in the machine's load falls on all alike), each file's best of three."""
@@ -889,101 +863,96 @@ def _timings(files: list[bytes], normalisers: list[Callable[[bytes], object]]) -
     return [float(np.median(t)) for t in times]
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Print the accuracy of each category through the shipped classifier, as a table; or,
-    with --time, the normaliser's time per image."""
+def timing_lines(per: int | None, seed: int, images: Path | None) -> Iterator[str]:
+    """The normaliser's median wall milliseconds per file, for 28x28 MNIST PNGs and each
+    category (`per` files each: by default 100 and 40), beside the normaliser in the copy of
+    sdk/images.py at `images` when given: the lines of a Markdown table, as each is measured."""
+    import onnxdigits
+
+    other = load_normaliser(images) if images else None
+    normalisers = [onnxdigits.load_image] + ([other.load_image] if other else [])
+    info = machine.describe()
+    yield f"{machine.headline(info)}; load average {machine.load_average()}"
+    header = ["category", "installed ms", "--images ms", "--images / installed"]
+    yield from tables.markdown(header, [])
+    mnist = [encode(digit, "PNG") for digit in _mnist_sample()[0][: per or 100]]
+    rows = [("MNIST test digits, 28x28 PNG", mnist)] + [
+        (c.name, generate(c, per or 40, seed)[0]) for c in CATEGORIES if not missing(c)
+    ]
+    for name, files in rows:
+        ms = _timings(files, normalisers)
+        before = f"{ms[1]:.2f}" if other else "-"
+        yield tables.row_line(
+            [name, f"{ms[0]:.2f}", before, tables.ratio(ms[1], ms[0]) if other else "-"]
+        )
+
+
+def accuracy_lines(
+    per: int | None = None,
+    seed: int = SEED,
+    device: str = "cpu",
+    images: Path | None = None,
+    save: Path | None = None,
+    data: Path | None = None,
+    part: str = "all",
+) -> Iterator[str]:
+    """The shipped classifier's accuracy on each generated category (`part` "inputs") and on
+    each kind of damage (`part` "damage"), or both ("all"): Markdown lines, as each is measured.
+
+    Args:
+        per: images per category, and MNIST digits damaged (else each category's own count,
+            and every digit).
+        images: a copy of sdk/images.py whose to_batch the classifier uses instead.
+        save: a folder to write every generated file into.
+        data: an mnist.npz whose test set is damaged (else the shipped sample's 1,000).
+    """
     import onnxdigits
     import onnxdigits.models
 
-    parser = argparse.ArgumentParser(prog="python -m tests.sdk.realistic", description=__doc__)
-    parser.add_argument("--per", type=int, help="images per category (else each its own count)")
-    parser.add_argument("--seed", type=int, default=SEED, help="the generator's seed")
-    parser.add_argument("--device", default="cpu", help="where the classifier runs")
-    parser.add_argument(
-        "--images", type=Path, help="use the normaliser in this copy of sdk/images.py instead"
-    )
-    parser.add_argument(
-        "--time",
-        action="store_true",
-        help="time load_image per image (median, ms), beside --images' when given",
-    )
-    parser.add_argument("--save", type=Path, help="also write every file into this folder")
-    parser.add_argument(
-        "--data",
-        type=Path,
-        help="damage MNIST's test set from this mnist.npz (else the shipped sample's 1,000)",
-    )
-    parser.add_argument(
-        "--part",
-        choices=("all", "inputs", "damage"),
-        default="all",
-        help="which table: the generated inputs, the damaged MNIST digits, or both (all)",
-    )
-    args = parser.parse_args(argv)
-    other = _normaliser(args.images) if args.images else None
-    if args.time:
-        normalisers = [onnxdigits.load_image] + ([other.load_image] if other else [])
-        print(_machine())
-        print(
-            "| category | installed ms | --images ms | --images / installed |\n|---|---:|---:|---:|"
-        )
-        mnist = [encode(digit, "PNG") for digit in _mnist_sample()[0][: args.per or 100]]
-        rows = [("MNIST test digits, 28x28 PNG", mnist)] + [
-            (c.name, generate(c, args.per or 40, args.seed)[0])
-            for c in CATEGORIES
-            if not missing(c)
-        ]
-        for name, files in rows:
-            ms = _timings(files, normalisers)
-            ratio = f"{ms[1] / ms[0]:.2f}x" if other else "-"
-            before = f"{ms[1]:.2f}" if other else "-"
-            print(f"| {name} | {ms[0]:.2f} | {before} | {ratio} |", flush=True)
-        return
-    if other:
-        onnxdigits.models.to_batch = other.to_batch  # type: ignore[attr-defined]
-    classifier = onnxdigits.Classifier(device=args.device)
-    if args.part != "damage":
-        _inputs_table(classifier, args)
-    if args.part != "inputs":
-        _damage_table(classifier, args)
+    if images:
+        onnxdigits.models.to_batch = load_normaliser(images).to_batch
+    classifier = onnxdigits.Classifier(device=device)
+    if part != "damage":
+        yield from _inputs_lines(classifier, per, seed, save)
+    if part != "inputs":
+        yield from _damage_lines(classifier, per, seed, data)
 
 
-def _damage_table(classifier: Any, args: argparse.Namespace) -> None:
-    """Print each kind of damage's accuracy as arrays and as PNG files."""
-    if args.data:
-        with np.load(args.data, allow_pickle=False) as data:
-            images, labels = data["x_test"], data["y_test"]
+def _damage_lines(classifier: Any, per: int | None, seed: int, data: Path | None) -> Iterator[str]:
+    """Each kind of damage's accuracy as arrays and as PNG files."""
+    if data:
+        with np.load(data, allow_pickle=False) as npz:
+            images, labels = npz["x_test"], npz["y_test"]
     else:
         images, labels = _mnist_sample()
-    if args.per:
-        images, labels = images[: args.per], labels[: args.per]
-    print(
-        f"\n| damage to MNIST test digits ({len(images)}, seed {args.seed}) | arrays | files "
-        "| files - arrays |\n|---|---:|---:|---:|"
-    )
+    if per:
+        images, labels = images[:per], labels[:per]
+    yield ""
+    header = [f"damage to MNIST test digits ({len(images)}, seed {seed})", "arrays", "files"]
+    yield from tables.markdown([*header, "files - arrays"], [])
     for damage in DAMAGES:
-        arrays, files = damage_accuracy(classifier, damage, images, labels, args.seed)
-        print(f"| {damage.name} | {arrays:.3f} | {files:.3f} | {files - arrays:+.3f} |", flush=True)
+        arrays, files = damage_accuracy(classifier, damage, images, labels, seed)
+        yield tables.row_line(
+            [damage.name, f"{arrays:.3f}", f"{files:.3f}", f"{files - arrays:+.3f}"]
+        )
 
 
-def _inputs_table(classifier: Any, args: argparse.Namespace) -> None:
-    """Print each generated category's accuracy through files."""
-    print("| category | images | accuracy | target |\n|---|---:|---:|---:|")
+def _inputs_lines(classifier: Any, per: int | None, seed: int, save: Path | None) -> Iterator[str]:
+    """Each generated category's accuracy through files."""
+    yield from tables.markdown(["category", "images", "accuracy", "target"], [])
     for number, category in enumerate(CATEGORIES):
         if missing(category):
-            print(f"| {category.name} | - | no {', '.join(missing(category))} | - |")
+            yield tables.row_line([category.name, "-", f"no {', '.join(missing(category))}", "-"])
             continue
-        files, labels = generate(category, args.per, args.seed)
+        files, labels = generate(category, per, seed)
         predicted = predict(classifier, files)
-        if args.save:
-            args.save.mkdir(parents=True, exist_ok=True)
+        if save:
+            save.mkdir(parents=True, exist_ok=True)
             for index, (data, label, got) in enumerate(zip(files, labels, predicted)):
                 kind = "jpg" if data[:2] == b"\xff\xd8" else "png"
                 name = f"{number:02d}-{index:03d}-label{label}-read{got}.{kind}"
-                (args.save / name).write_bytes(data)
+                (save / name).write_bytes(data)
         accuracy = float(np.mean(predicted == labels))
-        print(f"| {category.name} | {len(files)} | {accuracy:.3f} | {category.target:.2f} |")
-
-
-if __name__ == "__main__":
-    main()
+        yield tables.row_line(
+            [category.name, str(len(files)), f"{accuracy:.3f}", f"{category.target:.2f}"]
+        )

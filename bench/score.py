@@ -1,10 +1,10 @@
 """The scoring benchmark: images/s and peak memory of `onnxdigits score`, in one process and on
 Ray, beside the SDK's own rate, on MNIST from an npz and on PNG files.
 
-    onnxdigits bench-score --data mnist.npz [--pngs 10000] [--million] [--repeats 3] [--no-ray]
+    onnxdigits bench score --data mnist.npz [--pngs 10000] [--million] [--repeats 3] [--no-ray]
 
 Every run is a child process, timed by itself (the figure leaves out imports and model loading,
-as `onnxdigits bench` does) and watched from here for its memory: the peak RSS of the process,
+as `onnxdigits bench sdk` does) and watched from here for its memory: the peak RSS of the process,
 and the peak PSS summed over it and every process under it (a local Ray cluster's workers
 included; PSS shares shared memory out among the processes that map it, so the sum counts it
 once). Generated inputs live in a temporary directory, removed at the end.
@@ -18,16 +18,18 @@ import platform
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from . import machine, tables
+from .process import peak_rss, watch
 
 MIB = 2**20
 MILLION = 1_000_000
@@ -119,82 +121,21 @@ def _child(argv: list[str]) -> None:
         }
         result = {"seconds": summary.seconds, "rows": summary.rows, "nodes": len(nodes)}
         ray.shutdown()
-    result["peak_rss"] = _peak_rss()
+    result["peak_rss"] = peak_rss()
     print(json.dumps(result))
 
 
-def _peak_rss() -> int:
-    """This process's peak RSS in bytes (VmHWM). Not ru_maxrss: on Linux that carries over
-    from the forking parent, so a child of a large benchmark would report the parent's."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
-# --- watching a child -------------------------------------------------------------------------
-
-
-def _children() -> dict[int, list[int]]:
-    tree: dict[int, list[int]] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = Path(entry.path, "stat").read_text()
-        except OSError:
-            continue
-        parent = int(stat.rsplit(")", 1)[1].split()[1])
-        tree.setdefault(parent, []).append(int(entry.name))
-    return tree
-
-
-def _pss(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError):
-        pass
-    return 0
-
-
-def _watch(command: list[str], env: dict[str, str]) -> Run:
-    """Run a child, sampling the PSS of its process tree; return its report and its peaks."""
-    start = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    peak = 0
-    done = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        while not done.is_set():
-            tree, family, total = _children(), [process.pid], 0
-            while family:
-                pid = family.pop()
-                total += _pss(pid)
-                family += tree.get(pid, [])
-            peak = max(peak, total)
-            done.wait(0.25)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    assert process.stdout is not None and process.stderr is not None
-    stdout, stderr = process.stdout.read(), process.stderr.read()
-    process.wait()
-    done.set()
-    sampler.join()
-    if process.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed:\n{stderr.decode()[-3000:]}")
-    report = json.loads(stdout.decode().strip().splitlines()[-1])
+def _run(command: list[str], env: dict[str, str]) -> Run:
+    """Run a child, watching its process tree's memory; its report and its peaks."""
+    watched = watch(command, env)
     return Run(
-        seconds=report["seconds"],
-        rows=report["rows"],
-        wall=time.perf_counter() - start,
-        peak_rss=report["peak_rss"],
-        peak_pss=peak,
+        seconds=watched.report["seconds"],
+        rows=watched.report["rows"],
+        wall=watched.wall,
+        peak_rss=watched.report["peak_rss"],
+        peak_pss=watched.peak_pss,
         load=os.getloadavg(),
-        nodes=report.get("nodes", 0),
+        nodes=watched.report.get("nodes", 0),
     )
 
 
@@ -220,60 +161,35 @@ def _million(images: np.ndarray, labels: np.ndarray, path: Path) -> None:
     )
 
 
-def machine() -> dict[str, Any]:
-    """`onnxdigits bench`'s machine (the CPU and its vector width, cores, versions), with the
-    load average now."""
-    from onnxdigits.cli.bench import machine as sdk_machine
-
-    return {**sdk_machine(), "load": os.getloadavg(), "platform": platform.platform()}
-
-
-def _table(rows: list[Row], baselines: dict[str, float]) -> str:
-    lines = [
-        "| data | run | images | median s | images/s | / SDK | peak RSS MiB | peak PSS MiB, tree |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    for row in rows:
-        ratio = f"{row.rate / baselines[row.data]:.2f}x" if row.data in baselines else "-"
-        nodes = max(run.nodes for run in row.runs)
-        how = f"{row.how} on {nodes} node(s)" if nodes else row.how
-        lines.append(
-            f"| {row.data} | {how} | {row.runs[0].rows:,} | {row.seconds:.2f} | "
-            f"{row.rate:,.0f} | {ratio} | {row.peak_rss / MIB:,.0f} | "
-            f"{row.peak_pss / MIB:,.0f} |"
-        )
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> None:
-    """A child's entry point (`--child`); users run `onnxdigits bench-score`."""
+    """A child's entry point (`--child`); users run `onnxdigits bench score`."""
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] != "--child":
-        sys.exit("run the benchmark as: onnxdigits bench-score --data mnist.npz")
+        sys.exit("run the benchmark as: onnxdigits bench score --data mnist.npz")
     _child(argv[1:])
 
 
-def benchmark(
+def run(
     data: Path,
+    progress: Callable[[str], None],
     pngs: int = 10_000,
     repeats: int = 3,
     million: bool = False,
     ray: bool = True,
-    json_path: Path | None = None,
     address: str | None = None,
-) -> None:
-    """Run the benchmark, print its table (and write JSON to `json_path`); the Ray runs on the
-    cluster at `address`, else on a local cluster each."""
+) -> dict[str, Any]:
+    """Run every workload `repeats` times, in turns; the Ray runs on the cluster at `address`,
+    else on a local cluster each.
 
-    def say(text: str) -> None:
-        print(text, file=sys.stderr, flush=True)
-
+    Returns:
+        {"machine": `machine.describe()` with "load" (at the end) and "platform", "load_start",
+        "repeats", "rows": [Row, ...]}.
+    """
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that the inputs are removed
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "ONNXDIGITS_DEVICE": "cpu"}
     work = Path(tempfile.mkdtemp(prefix="onnxdigits-bench-"))
     start_load = os.getloadavg()
     rows: list[Row] = []
-    baselines: dict[str, float] = {}
     try:
         with np.load(data, allow_pickle=False) as npz:
             names = sorted(k for k in npz.files if k.startswith("x_"))
@@ -281,7 +197,7 @@ def benchmark(
             labels = np.concatenate([npz["y_" + k[2:]] for k in names])
             x_test = npz["x_test"] if "x_test" in npz.files else images
         png_folder = work / "pngs"
-        say(f"writing {pngs:,} PNG files into {png_folder}")
+        progress(f"writing {pngs:,} PNG files into {png_folder}")
         _pngs(np.resize(x_test, (pngs, 28, 28)), png_folder)
         datasets: list[tuple[str, str]] = [
             # By absolute path, as every node of a cluster sees it.
@@ -290,7 +206,7 @@ def benchmark(
         ]
         if million:
             big = work / "million.npz"
-            say(f"writing {big}")
+            progress(f"writing {big}")
             _million(images, labels, big)
             datasets.append((MILLION_NAME, str(big)))
         del images, labels  # the children are watched, not this process
@@ -317,38 +233,45 @@ def benchmark(
                 if row.data == MILLION_NAME and repeat:
                     continue
                 out = work / f"out-{kind[0]}.parquet"  # a file, or with Ray a directory
-                command = [sys.executable, "-m", "onnxdigits.score.bench", "--child"]
+                command = [sys.executable, "-m", "onnxdigits.bench.score", "--child"]
                 command += [kind[0], source, str(out), *kind[1:]]
-                say(f"{row.data} | {row.how} | run {repeat + 1}")
-                row.runs.append(_watch(command, env))
+                progress(f"{row.data} | {row.how} | run {repeat + 1}")
+                row.runs.append(_run(command, env))
                 _remove(out)
         rows = [row for row, _, _ in plan]
-        baselines = {row.data: row.rate for row in rows if row.how == "SDK in process"}
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    info = machine()
-    print(
-        f"{info['date']}, {info['cpu']} ({info['vector']}, {info['cores']} cores), "
-        f"onnxruntime {info['onnxruntime']}, load average {_load(start_load)} at the start and "
-        f"{_load(info['load'])} at the end, median of {repeats}\n"
-    )
-    print(_table(rows, baselines))
-    if json_path:
-        json_path.write_text(
-            json.dumps(
-                {
-                    "machine": info,
-                    "rows": [
-                        {**asdict(row), "seconds": row.seconds, "rate": row.rate} for row in rows
-                    ],
-                },
-                indent=2,
-            )
+    info = {**machine.describe(), "load": os.getloadavg(), "platform": platform.platform()}
+    return {"machine": info, "load_start": start_load, "repeats": repeats, "rows": rows}
+
+
+def table(report: dict[str, Any]) -> list[str]:
+    """The report of `run` as Markdown: the machine, then a row of medians per workload."""
+    info, rows = report["machine"], report["rows"]
+    baselines = {row.data: row.rate for row in rows if row.how == "SDK in process"}
+    header = ["data", "run", "images", "median s", "images/s", "/ SDK", "peak RSS MiB"]
+    cells = []
+    for row in rows:
+        nodes = max(r.nodes for r in row.runs)
+        cells.append(
+            [row.data, f"{row.how} on {nodes} node(s)" if nodes else row.how]
+            + [f"{row.runs[0].rows:,}", f"{row.seconds:.2f}", f"{row.rate:,.0f}"]
+            + [tables.ratio(row.rate, baselines.get(row.data))]
+            + [f"{row.peak_rss / MIB:,.0f}", f"{row.peak_pss / MIB:,.0f}"]
         )
+    start, end = machine.load_average(report["load_start"]), machine.load_average(info["load"])
+    return [
+        f"{machine.headline(info)}, onnxruntime {info['onnxruntime']}, load average {start} at "
+        f"the start and {end} at the end, median of {report['repeats']}",
+        "",
+        *tables.markdown([*header, "peak PSS MiB, tree"], cells, left=2),
+    ]
 
 
-def _load(load: tuple[float, float, float]) -> str:
-    return " ".join(f"{value:.2f}" for value in load)
+def figures(report: dict[str, Any]) -> dict[str, Any]:
+    """The report of `run` as JSON: the machine, and every row's runs and medians."""
+    rows = [{**asdict(row), "seconds": row.seconds, "rate": row.rate} for row in report["rows"]]
+    return {"machine": report["machine"], "rows": rows}
 
 
 def _remove(path: Path) -> None:

@@ -1,17 +1,17 @@
 """The normaliser's cost per image, on one core, beside another version of it.
 
-`python -m tests.sdk.cost --images OLD.py` times `load_image` (decode included) and its part
+`onnxdigits bench normaliser --images OLD.py` times `load_image` (decode included) and its part
 from the decoded grey image onward (`_digit`), in CPU time (time.process_time) per image, for
 four kinds of input: MNIST digits as 28x28 PNGs, 280x280 RGBA canvases as the web page sends
 them, and 1000x800 and 3000x2000 JPEG photos of a digit on a page. Each figure is the median
 over `--rounds` fresh processes, pinned to one core with one thread each for numpy's BLAS and
 OpenMP, that take turns (installed, --images, installed, ...), each process reporting the median
 over its images after a warm-up image. Nothing here is asserted: speed is measured, not tested.
+`load_normaliser` loads such another version (`bench damage --images` reads with one too).
 """
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import os
@@ -20,10 +20,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 from PIL import Image
+
+from . import machine, tables
 
 KINDS = ("28x28 PNG", "280x280 RGBA canvas PNG", "1000x800 JPEG", "3000x2000 JPEG")
 THREADS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
@@ -83,17 +87,29 @@ def _encode_png(digit: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def load_normaliser(path: Path) -> ModuleType:
+    """Another version of sdk/images.py (such as git HEAD's), loaded beside the installed one.
+
+    Raises:
+        FileNotFoundError: there is no file at `path`.
+        ImportError: it is not a Python module.
+    """
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("onnxdigits._images_under_test", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path} as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _child(module_path: str, files: list[str]) -> None:
     """In a fresh process: the median CPU ms per image of load_image and of _digit."""
     if module_path:
-        import importlib.util
-
-        spec = importlib.util.spec_from_file_location("onnxdigits._images_timed", module_path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        module = load_normaliser(Path(module_path))
     else:
-        from onnxdigits import images as module  # type: ignore[no-redef]
+        from onnxdigits import images as module
     datas = [Path(f).read_bytes() for f in files]
     greys = [module._grey(module._open(data, "x")) for data in datas]
     module.load_image(datas[0])  # warm-up: caches, lazy imports, first allocations
@@ -110,7 +126,7 @@ def _child(module_path: str, files: list[str]) -> None:
 
 def _run(module_path: str, files: list[Path], core: int) -> dict[str, float]:
     env = {**os.environ, **{name: "1" for name in THREADS}}
-    command = [sys.executable, "-m", "tests.sdk.cost", "--child", module_path]
+    command = [sys.executable, "-m", "onnxdigits.bench.normaliser", "--child", module_path]
     command += [str(f) for f in files]
     if hasattr(os, "sched_setaffinity"):
         command = ["taskset", "-c", str(core), *command]
@@ -118,44 +134,51 @@ def _run(module_path: str, files: list[Path], core: int) -> dict[str, float]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Print the table of CPU ms per image, installed normaliser beside --images'."""
-    parser = argparse.ArgumentParser(prog="python -m tests.sdk.cost", description=__doc__)
-    parser.add_argument("--images", type=Path, help="another sdk/images.py to time beside")
-    parser.add_argument("--rounds", type=int, default=7, help="fresh processes per version")
-    parser.add_argument("--count", type=int, default=40, help="28x28 and canvas files each")
-    parser.add_argument("--core", type=int, default=0, help="the core each process is pinned to")
-    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.child:
-        _child(args.child[0], args.child[1:])
-        return
-    from tests.sdk.realistic import _machine
+def cost_lines(
+    images: Path | None = None, rounds: int = 7, count: int = 40, core: int = 0
+) -> Iterator[str]:
+    """The table of CPU ms per image, the installed normaliser beside the one in the copy of
+    sdk/images.py at `images` when given: Markdown lines, each row as it is measured.
 
-    versions = [("installed", "")] + ([("--images", str(args.images))] if args.images else [])
-    print(_machine())
-    print(f"CPU ms per image, median of {args.rounds} fresh processes each, one core, one thread")
-    heads = " | ".join(f"{name} total | {name} from grey" for name, _ in versions)
-    print(f"| input | {heads} |" + (" total ratio | from-grey ratio |" if args.images else ""))
-    print("|---|" + "---:|" * (2 * len(versions) + (2 if args.images else 0)))
+    Args:
+        rounds: fresh processes per version; the median of theirs is shown.
+        count: 28x28 and canvas files each (the photos fewer).
+        core: the core each process is pinned to.
+    """
+    versions = [("installed", "")] + ([("--images", str(images))] if images else [])
+    yield f"{machine.headline(machine.describe())}; load average {machine.load_average()}"
+    yield f"CPU ms per image, median of {rounds} fresh processes each, one core, one thread"
+    header = ["input"] + [
+        f"{name} {what}" for name, _ in versions for what in ("total", "from grey")
+    ]
+    header += ["total ratio", "from-grey ratio"] if images else []
+    yield from tables.markdown(header, [])
     with tempfile.TemporaryDirectory() as folder:
-        inputs = make_inputs(Path(folder), args.count)
+        inputs = make_inputs(Path(folder), count)
         for kind in KINDS:
             runs: dict[str, list[dict[str, float]]] = {name: [] for name, _ in versions}
-            for _ in range(args.rounds):
+            for _ in range(rounds):
                 for name, path in versions:
-                    runs[name].append(_run(path, inputs[kind], args.core))
+                    runs[name].append(_run(path, inputs[kind], core))
             cells, medians = [], []
             for name, _ in versions:
                 total = statistics.median(r["total"] for r in runs[name]) * 1000
                 part = statistics.median(r["digit"] for r in runs[name]) * 1000
                 medians.append((total, part))
                 cells += [f"{total:.3f}", f"{part:.3f}"]
-            if args.images:
-                cells += [f"{medians[0][0] / medians[1][0]:.2f}x"]
-                cells += [f"{medians[0][1] / medians[1][1]:.2f}x"]
-            print(f"| {kind} | " + " | ".join(cells) + " |", flush=True)
-    print(f"load average at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
+            if images:
+                cells += [tables.ratio(medians[0][0], medians[1][0])]
+                cells += [tables.ratio(medians[0][1], medians[1][1])]
+            yield tables.row_line([kind, *cells])
+    yield f"load average at the end: {machine.load_average()}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """A child's entry point (`--child MODULE FILE...`); users run `onnxdigits bench normaliser`."""
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) < 2 or argv[0] != "--child":
+        sys.exit("run the benchmark as: onnxdigits bench normaliser")
+    _child(argv[1], argv[2:])
 
 
 if __name__ == "__main__":

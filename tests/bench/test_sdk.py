@@ -1,12 +1,8 @@
-"""`onnxdigits bench`'s table and machine line; its figures themselves are never asserted."""
+"""`onnxdigits bench sdk`'s table and machine line; its figures themselves are never asserted."""
 
 from __future__ import annotations
 
-import platform
-from pathlib import Path
-
-import pytest
-from onnxdigits.cli.bench import format_table, interleaved_medians, machine, vector_width
+from onnxdigits.bench import sdk
 
 
 def _report(baseline: str | None) -> dict:
@@ -37,7 +33,7 @@ def _report(baseline: str | None) -> dict:
 
 
 def test_the_table_names_the_vector_width_and_shows_the_baseline_beside() -> None:
-    lines = format_table(_report("/tmp/plain")).splitlines()
+    lines = sdk.table(_report("/tmp/plain")).splitlines()
     assert lines[0].startswith("2026-11-28, Some CPU (2 cores, AVX2), onnxruntime 1.31.1")
     assert lines[1] == "baseline: bare sessions on the files of /tmp/plain"
     header = [cell.strip() for cell in lines[3].strip("|").split("|")]
@@ -50,31 +46,13 @@ def test_the_table_names_the_vector_width_and_shows_the_baseline_beside() -> Non
 
 
 def test_without_a_baseline_the_table_has_no_such_column() -> None:
-    table = format_table(_report(None))
+    table = sdk.table(_report(None))
     assert "baseline" not in table
     header = table.splitlines()[2]
     assert header.count("|") == table.splitlines()[3].count("|")
 
 
-@pytest.mark.skipif(
-    platform.machine() not in ("x86_64", "AMD64") or not Path("/proc/cpuinfo").exists(),
-    reason="compares with the flags of Linux's /proc/cpuinfo on x86-64",
-)
-def test_the_vector_width_agrees_with_the_cpu_flags() -> None:
-    flags = next(
-        line.split(":", 1)[1].split()
-        for line in Path("/proc/cpuinfo").read_text().splitlines()
-        if line.startswith("flags")
-    )
-    expected = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "AVX"
-    assert vector_width() == expected
-    assert machine()["vector"] == expected
+def test_the_cli_states_the_count_the_benchmark_times() -> None:
+    from onnxdigits.cli import bench as command
 
-
-def test_interleaved_runners_take_turns() -> None:
-    calls: list[str] = []
-    medians = interleaved_medians(
-        {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, 3
-    )
-    assert calls == ["a", "b"] * 5  # two untimed rounds, then three timed ones
-    assert set(medians) == {"a", "b"} and all(m >= 0 for m in medians.values())
+    assert command.COUNT == sdk.COUNT
