@@ -1,4 +1,4 @@
-"""The benchmarks behind `onnxdigits bench`: what the README's figures were measured with.
+"""The benchmarks behind `onnxdigits bench`: what docs/benchmarks.md's figures were measured with.
 
 The shared parts: `machine` (what a figure was measured on), `timing` (medians over rounds),
 `process` (the CPU and memory of a process tree, from Linux's /proc) and `tables` (Markdown).

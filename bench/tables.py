@@ -1,4 +1,4 @@
-"""Markdown tables, as the README shows the figures."""
+"""Markdown tables, as the documentation shows the figures."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`onnxdigits bench`: the benchmarks behind the README's figures, one command per workload.
+"""`onnxdigits bench`: the benchmarks behind docs/benchmarks.md's figures, one command per workload.
 
 Each command parses its options, runs its workload in `onnxdigits.bench` and prints the table on
 stdout (progress on stderr); `--json` also writes the figures and the machine.
@@ -46,7 +46,7 @@ def _needs(exc: ModuleNotFoundError, extra: str) -> click.ClickException:
 
 @click.group("bench", short_help="Measure the SDK, the service, scoring and the normaliser.")
 def bench_group() -> None:
-    """The benchmarks behind the README's figures: each prints a Markdown table naming the
+    """The benchmarks behind the documentation's figures: each prints a Markdown table naming the
     machine. Speed is measured here, never asserted in the tests."""
 
 

@@ -1,5 +1,5 @@
 """The four models of the notes (the two Keras teaching notes this project grew from, which the
-README describes) in Keras 3, built from small named blocks with `keras.ops` only.
+docs/index.md describes) in Keras 3, built from small named blocks with `keras.ops` only.
 
 Two recipes build them: "shipped", the models of the shipped set (deeper dense layers, a linear
 first convolution in the conv VAE), and "notes", the notes' models as they were written. Each

@@ -23,7 +23,7 @@ __all__ = ["CHUNK", "Classifier", "Encoder", "Generator", "chunks", "grid_points
 # images keep a chunk's activations in cache, and each session spreads its operators over the
 # cores with onnxruntime's own threads: measured against single-threaded sessions each given a
 # share of the call, as fast on the classifier and faster on the dense models and on small calls
-# (a 15x15 grid), where splitting cost up to 1.5x (README, Speed).
+# (a 15x15 grid), where splitting cost up to 1.5x (docs/benchmarks.md).
 CHUNK = {"cpu": 1024, "cuda": 16384}
 
 

@@ -1,5 +1,5 @@
 """Either Keras backend: every model trained on JAX, with TensorFlow absent, then exported under
-TensorFlow, as on a GPU machine that has JAX and no TensorFlow (see the README's GPU training)."""
+TensorFlow, as on a GPU machine that has JAX and no TensorFlow (see docs/training.md, on a GPU)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from onnxdigits.specs import SUBMODELS
 pytest.importorskip("jax", reason="the backend test needs jax (the test extra)")
 
 # Which recipe trains each model on JAX: the notes' classifier, whose variant is fitted with the
-# shared layers frozen, and the shipped autoencoders, the README's GPU path. The shipped
+# shared layers frozen, and the shipped autoencoders, the GPU path of docs/training.md. The shipped
 # classifier's augmentation is checked on JAX eagerly: XLA takes 45 s of CPU to compile its fit.
 RECIPES = {"classifier": "notes", "ae": "shipped", "vae": "shipped", "cvae": "shipped"}
 TRAIN_IMAGES = 200  # 180 to fit at batch 32 (6 steps a model), 20 to validate

@@ -13,8 +13,8 @@ from onnxdigits.classes import SHARE, LatentClasses
 from onnxdigits.errors import ArtifactError, InputError, NoClassRegionsError
 from onnxdigits.specs import LATENT_MODELS
 
-# Measured on the shipped set with 1,000 draws per digit (README, Digits on request): 0.98 on
-# average for each model, digit 4 the lowest at 0.88-0.94. With 200 draws a digit, these
+# Measured on the shipped set with 1,000 draws per digit (docs/results.md, digits on request):
+# 0.98 on average for each model, digit 4 the lowest at 0.88-0.94. With 200 draws a digit, these
 # bounds leave room for the draw and fail for anything near the prior's 0.1.
 MIN_MEAN = 0.9
 MIN_DIGIT = 0.75
