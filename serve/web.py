@@ -4,7 +4,8 @@
 `python -m http.server`):
 
     index.html, app.js, web.css   the page (serve/site/), its own script and its few extra rules
-    style.css                     the served page's stylesheet (serve/static/style.css), as is
+    style.css, page.js            the served page's stylesheet and the module of the parts both
+                                  pages share (serve/static/), as they are
     site.json                     the models' files and tensors, the labels, the grid's points,
                                   each latent model's plane (the shipped sample's embeddings) and
                                   its per-class regions when the manifest has them
@@ -60,7 +61,7 @@ ORT_SHA256 = {
 }
 SITE_JSON = "site.json"
 PAGE_FILES = ("index.html", "app.js", "web.css")  # from serve/site/
-STYLE = "style.css"  # from serve/static/, shared with the served page
+SHARED_FILES = ("style.css", "page.js")  # from serve/static/, shared with the served page
 GRID = {"n": 15, "lo": 0.05, "hi": 0.95}  # the served page's grid
 NPM_TIMEOUT_S = 300
 
@@ -267,7 +268,8 @@ def _fill(site: Path, store: Artifacts, ort_dist: Path) -> None:
     page = resources.files("onnxdigits.serve")
     for name in PAGE_FILES:
         (site / name).write_bytes((page / "site" / name).read_bytes())
-    (site / STYLE).write_bytes((page / "static" / STYLE).read_bytes())
+    for name in SHARED_FILES:
+        (site / name).write_bytes((page / "static" / name).read_bytes())
     (site / "ort").mkdir()
     for name in ORT_FILES:
         data = (ort_dist / name).read_bytes()

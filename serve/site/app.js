@@ -1,37 +1,27 @@
-// The onnxdigits page without a server: the served page's tools (serve/static/app.js), with the
-// models run here by onnxruntime-web instead of over the /v1 API. Plain browser JavaScript; every
-// file comes from this site (site.json lists the models, written by `onnxdigits export-web`).
-"use strict";
+// The onnxdigits page without a server: the served page's tools, with the models run here by
+// onnxruntime-web instead of over the /v1 API. Plain browser JavaScript; every file comes from this
+// site (site.json lists the models, written by `onnxdigits export-web`). The pad, the bars and the
+// plane are page.js's, the served page's own module (serve/static/page.js); here is what runs the
+// models and reads the pad as the SDK reads an image.
 
-const COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
-                 "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
-const INK_WIDTH = 20;  // on the 280-pixel pad: MNIST's strokes are about 2 of its 28 pixels
+import {
+  $, pad, state, clearReport, showBlob, showLabel, showPoints, showDrawn, drawPlane, decodeAt,
+  start,
+} from "./page.js";
+
 const SIDE = 28;       // MNIST's images
 const BOX = 20;        // MNIST fits each digit's box into 20x20, then centres its mass in 28x28
 const SAMPLES = 8;     // digits drawn by one click of a digit button
 
-const $ = (id) => document.getElementById(id);
-const state = {
-  model: $("model").value,
+Object.assign(state, {
   site: null,         // site.json
-  inked: false,       // whether the pad holds any ink
-  drawn: null,        // the drawn digit's embedding [z0, z1] under the current model
-  picked: null,       // the last point picked on the plane
-  points: null,       // {z: [[z0, z1], ...], labels: [...]} of the shipped sample
-  bounds: null,       // the plane's extent: {x0, x1, y0, y1}
-  samples: null,      // the latent points of the last digit samples
   sampleSeed: 0,      // each click of a digit button draws with the next seed
-  drawSeq: 0,         // answers to older strokes are dropped
-  decoding: false,
-  pendingDecode: null,
-};
+});
 
 function report(error) {
   console.warn(error);
   $("status").textContent = `Error: ${error && error.message ? error.message : error}`;
 }
-
-function clearReport() { $("status").textContent = ""; }
 
 // --- the models --------------------------------------------------------------------------------
 
@@ -381,74 +371,7 @@ function digitsPng(pixels, count, columns) {
   return new Promise((resolve) => canvas.toBlob(resolve, "image/png"));
 }
 
-function showBlob(img, blob) {
-  const old = img.dataset.url;
-  img.dataset.url = URL.createObjectURL(blob);
-  img.src = img.dataset.url;
-  img.hidden = false;
-  if (old) URL.revokeObjectURL(old);
-}
-
-// --- the drawing pad ---------------------------------------------------------------------------
-
-const pad = $("pad");
-const ink = pad.getContext("2d", { willReadFrequently: true });
-
-function clearPad() {
-  ink.fillStyle = "#000";
-  ink.fillRect(0, 0, pad.width, pad.height);
-  state.inked = false;
-  state.drawn = null;
-  delete plane.dataset.drawn;
-  state.drawSeq += 1;
-  $("label").textContent = "–";
-  $("confidence").textContent = "";
-  showBars(null);
-  drawPlane();
-}
-
-function padPoint(event) {
-  const box = pad.getBoundingClientRect();
-  return [(event.clientX - box.left) * pad.width / box.width,
-          (event.clientY - box.top) * pad.height / box.height];
-}
-
-let stroke = null;
-
-pad.addEventListener("pointerdown", (event) => {
-  event.preventDefault();
-  pad.setPointerCapture(event.pointerId);
-  stroke = padPoint(event);
-  ink.strokeStyle = "#fff";
-  ink.fillStyle = "#fff";
-  ink.lineWidth = INK_WIDTH;
-  ink.lineCap = "round";
-  ink.lineJoin = "round";
-  ink.beginPath();
-  ink.arc(stroke[0], stroke[1], INK_WIDTH / 2, 0, 2 * Math.PI);
-  ink.fill();
-  state.inked = true;
-});
-
-pad.addEventListener("pointermove", (event) => {
-  if (!stroke) return;
-  const next = padPoint(event);
-  ink.beginPath();
-  ink.moveTo(stroke[0], stroke[1]);
-  ink.lineTo(next[0], next[1]);
-  ink.stroke();
-  stroke = next;
-});
-
-function endStroke() {
-  if (!stroke) return;
-  stroke = null;
-  readDrawing();
-}
-
-pad.addEventListener("pointerup", endStroke);
-pad.addEventListener("pointercancel", endStroke);
-$("clear").addEventListener("click", clearPad);
+// --- the drawing -------------------------------------------------------------------------------
 
 // After each stroke: the label and probabilities, and the digit's place on the latent plane.
 async function readDrawing() {
@@ -460,10 +383,7 @@ async function readDrawing() {
   try {
     const probs = Array.from(await classify(image));
     if (seq !== state.drawSeq) return;
-    const label = probs.indexOf(Math.max(...probs));
-    $("label").textContent = String(label);
-    $("confidence").textContent = `p = ${probs[label].toFixed(3)}`;
-    showBars(probs);
+    showLabel(probs.indexOf(Math.max(...probs)), probs);
     await embedDrawing(image, seq);
     clearReport();
   } catch (error) {
@@ -475,158 +395,18 @@ async function embedDrawing(image, seq) {
   const model = state.model;
   const z = await embed(model, image);
   if (seq !== state.drawSeq || model !== state.model) return;
-  state.drawn = [z[0], z[1]];
-  plane.dataset.drawn = JSON.stringify(state.drawn);
-  drawPlane();
-}
-
-function showBars(probs) {
-  const bars = $("bars");
-  if (!bars.children.length) {
-    for (let digit = 0; digit < 10; digit++) {
-      const item = document.createElement("li");
-      item.innerHTML = `<span>${digit}</span><span class="track"><span class="fill"></span></span>`
-        + `<span class="value"></span>`;
-      bars.appendChild(item);
-    }
-  }
-  const top = probs ? probs.indexOf(Math.max(...probs)) : -1;
-  [...bars.children].forEach((item, digit) => {
-    const p = probs ? probs[digit] : 0;
-    item.querySelector(".fill").style.width = `${(100 * p).toFixed(1)}%`;
-    item.querySelector(".value").textContent = probs ? p.toFixed(3) : "";
-    item.classList.toggle("top", digit === top);
-    item.dataset.p = String(p);
-  });
+  showDrawn(z);
 }
 
 // --- the latent plane --------------------------------------------------------------------------
 
-const plane = $("plane");
-const paint = plane.getContext("2d");
-
-function toPixel([x, y]) {
-  const b = state.bounds;
-  return [(x - b.x0) / (b.x1 - b.x0) * plane.width, (b.y1 - y) / (b.y1 - b.y0) * plane.height];
-}
-
-function toLatent(event) {
-  const box = plane.getBoundingClientRect();
-  const b = state.bounds;
-  const px = (event.clientX - box.left) / box.width;
-  const py = (event.clientY - box.top) / box.height;
-  return [b.x0 + px * (b.x1 - b.x0), b.y1 - py * (b.y1 - b.y0)];
-}
-
 // The shipped sample's embeddings, computed when the site was written (site.json).
 function loadPoints() {
-  const points = state.site.latent[state.model].plane;
-  state.points = points;
-  const xs = points.z.map((p) => p[0]);
-  const ys = points.z.map((p) => p[1]);
-  const margin = (lo, hi) => 0.06 * (hi - lo || 1);
-  const [x0, x1, y0, y1] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
-  state.bounds = { x0: x0 - margin(x0, x1), x1: x1 + margin(x0, x1),
-                   y0: y0 - margin(y0, y1), y1: y1 + margin(y0, y1) };
-  plane.dataset.bounds = JSON.stringify(state.bounds);
-  drawPlane();
+  showPoints(state.site.latent[state.model].plane);
 }
 
-function drawPlane() {
-  paint.fillStyle = "#fff";
-  paint.fillRect(0, 0, plane.width, plane.height);
-  if (!state.points) return;
-  // The axes through the origin, where the prior N(0, I) is centred.
-  paint.strokeStyle = "#e3e6ec";
-  paint.lineWidth = 1;
-  const [ox, oy] = toPixel([0, 0]);
-  paint.beginPath();
-  paint.moveTo(ox, 0); paint.lineTo(ox, plane.height);
-  paint.moveTo(0, oy); paint.lineTo(plane.width, oy);
-  paint.stroke();
-  paint.fillStyle = "#5b6475";
-  paint.font = "12px 'DejaVu Sans', sans-serif";
-  paint.fillText("z[0] →", plane.width - 48, Math.min(Math.max(oy - 6, 14), plane.height - 6));
-  paint.fillText("↑ z[1]", Math.min(Math.max(ox + 6, 4), plane.width - 48), 14);
-  paint.globalAlpha = 0.75;
-  state.points.z.forEach((z, i) => {
-    const [x, y] = toPixel(z);
-    paint.fillStyle = COLOURS[state.points.labels[i]];
-    paint.beginPath();
-    paint.arc(x, y, 2.4, 0, 2 * Math.PI);
-    paint.fill();
-  });
-  paint.globalAlpha = 1;
-  if (state.samples) {
-    paint.fillStyle = "#000";
-    for (const z of state.samples) {
-      const [x, y] = toPixel(z);
-      paint.fillRect(x - 2.5, y - 2.5, 5, 5);
-    }
-  }
-  if (state.picked) {
-    const [x, y] = toPixel(state.picked);
-    paint.strokeStyle = "#000";
-    paint.lineWidth = 2;
-    paint.beginPath();
-    paint.moveTo(x - 7, y); paint.lineTo(x + 7, y);
-    paint.moveTo(x, y - 7); paint.lineTo(x, y + 7);
-    paint.stroke();
-  }
-  if (state.drawn) {
-    const [x, y] = toPixel(state.drawn);
-    paint.lineWidth = 3;
-    paint.strokeStyle = "#fff";
-    paint.beginPath(); paint.arc(x, y, 9, 0, 2 * Math.PI); paint.stroke();
-    paint.lineWidth = 2;
-    paint.strokeStyle = "#000";
-    paint.beginPath(); paint.arc(x, y, 9, 0, 2 * Math.PI); paint.stroke();
-  }
-}
-
-// One decode in flight at a time; while dragging, the latest point waits its turn.
-async function decodeAt(z) {
-  state.picked = z;
-  drawPlane();
-  $("z").textContent = `z = [${z[0].toFixed(2)}, ${z[1].toFixed(2)}]`;
-  if (state.decoding) { state.pendingDecode = z; return; }
-  state.decoding = true;
-  try {
-    const pixels = await decode(state.model, z);
-    showBlob($("decoded"), await digitsPng(pixels, 1, 1));
-    $("decoded").dataset.z = JSON.stringify(z);
-    clearReport();
-  } catch (error) {
-    report(error);
-  } finally {
-    state.decoding = false;
-  }
-  const next = state.pendingDecode;
-  state.pendingDecode = null;
-  if (next) decodeAt(next);
-}
-
-let picking = false;
-plane.addEventListener("pointerdown", (event) => {
-  if (!state.bounds) return;
-  event.preventDefault();
-  plane.setPointerCapture(event.pointerId);
-  picking = true;
-  decodeAt(toLatent(event));
-});
-plane.addEventListener("pointermove", (event) => { if (picking) decodeAt(toLatent(event)); });
-plane.addEventListener("pointerup", () => { picking = false; });
-plane.addEventListener("pointercancel", () => { picking = false; });
-
-function showLegend() {
-  COLOURS.forEach((colour, digit) => {
-    const item = document.createElement("li");
-    const swatch = document.createElement("span");
-    swatch.className = "swatch";
-    swatch.style.background = colour;
-    item.append(swatch, String(digit));
-    $("legend").appendChild(item);
-  });
+async function decodePng(z) {
+  return digitsPng(await decode(state.model, z), 1, 1);
 }
 
 // --- digits on request: samples from a digit's region of the latent plane ----------------------
@@ -711,7 +491,7 @@ function showDigitButtons() {
   $("samples").hidden = true;
 }
 
-// --- the grid and the model choice -------------------------------------------------------------
+// --- the grid and the model ---------------------------------------------------------------------
 
 async function loadGrid() {
   const model = state.model;
@@ -735,15 +515,6 @@ async function loadModel() {
   }
 }
 
-$("model").addEventListener("change", () => {
-  state.model = $("model").value;
-  state.drawn = null;
-  delete plane.dataset.drawn;
-  state.points = null;
-  drawPlane();
-  loadModel();
-});
-
 // For scripts and tests: the models as functions of plain arrays.
 window.onnxdigits = {
   // The sessions the page opens with; the other models' load when first chosen or called.
@@ -759,6 +530,4 @@ window.onnxdigits = {
 $("ort-version").textContent = ort.env.versions ? ort.env.versions.common : "";
 $("threads").textContent = ort.env.wasm.numThreads > 1
   ? `${ort.env.wasm.numThreads} threads` : "one thread";
-showLegend();
-clearPad();
-loadModel();
+start({ readDrawing, decodePng, loadModel, report });
