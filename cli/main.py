@@ -6,9 +6,7 @@ exit 1; usage errors exit 2.
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import click
 from onnxdigits import __version__
 from onnxdigits.errors import DeviceError, OnnxDigitsError
+from onnxdigits.files import write_beside
 from onnxdigits.specs import LATENT_MODELS
 
 if TYPE_CHECKING:
@@ -154,13 +153,6 @@ def write_image(image: Image.Image, out: str) -> None:
     kind = IMAGE_FORMATS[path.suffix.lower()]
     if kind == "JPEG" and image.mode not in ("L", "RGB"):
         image = image.convert("RGB")
-    handle, partial = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            image.save(file, format=kind)
-        os.chmod(partial, 0o644)
-        os.replace(partial, path)
-    except BaseException:
-        Path(partial).unlink(missing_ok=True)
-        raise
+    with write_beside(path) as staging, staging.open("wb") as file:
+        image.save(file, format=kind)
     click.echo(out)

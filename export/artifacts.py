@@ -6,7 +6,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -17,6 +16,7 @@ import keras
 import numpy as np
 from onnxdigits import Artifacts, __version__, grid_points, to_batch
 from onnxdigits.errors import ArtifactError
+from onnxdigits.files import put_back, staging_name, swap_in
 from onnxdigits.manifest import Entry, ExportParity, FileEntry, Manifest, sha256_of
 from onnxdigits.signing import SIGNATURE
 from onnxdigits.specs import MANIFEST, SAMPLE, SUBMODELS, SubmodelSpec
@@ -186,7 +186,7 @@ def export(
         manifest = replace(manifest, models=_describe(staging, manifest))
         _write_json(staging / MANIFEST, manifest.to_json())
         _carry_over(out, staging)
-        _replace(out, staging)
+        swap_in(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -410,7 +410,7 @@ def _commit(store: Artifacts, entries: dict[str, Entry], files: dict[str, bytes]
         problems = [problem for problem in Artifacts(staging).verify().values() if problem]
         if problems:  # a file changed under us while it was being carried over
             raise ArtifactError(f"the new set fails its checks: {problems[0]}")
-        _replace(root, staging)
+        swap_in(staging, root)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -488,33 +488,12 @@ def _link_or_copy(source: str | os.PathLike[str], target: str | os.PathLike[str]
 
 def _recover(out: Path) -> None:
     """Put back a set that an export killed between its two renames left aside."""
-    if out.exists():
-        return
-    for retired in sorted(out.parent.glob(f".{out.name}.old-*/{out.name}")):
-        log.warning("restoring %s, left aside by an interrupted export", out)
-        os.replace(retired, out)
-        shutil.rmtree(retired.parent, ignore_errors=True)
-        return
+    if put_back(out):
+        log.warning("restored %s, left aside by an interrupted export", out)
 
 
 def _staging(out: Path) -> Path:
-    """A new directory beside `out` to build its replacement in."""
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    staging.chmod(0o755)  # mkdtemp's 0700 would otherwise become the set's
+    """A new directory beside `out` to build its replacement in, swapped in by `swap_in`."""
+    staging = staging_name(out)
+    staging.mkdir()
     return staging
-
-
-def _replace(out: Path, staging: Path) -> None:
-    """Swap the staged set in for `out` with two renames; the old one is removed after."""
-    retired = None
-    if out.exists():
-        retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-        os.replace(out, retired / out.name)
-    try:
-        os.replace(staging, out)
-    except BaseException:
-        if retired is not None:
-            os.replace(retired / out.name, out)
-        raise
-    if retired is not None:
-        shutil.rmtree(retired, ignore_errors=True)

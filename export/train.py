@@ -12,6 +12,7 @@ from typing import Any
 import keras
 import numpy as np
 from onnxdigits import to_batch
+from onnxdigits.files import write_beside
 from onnxdigits.specs import IMAGE_SHAPE, MODELS, SUBMODELS
 
 from .augment import KINDS, Augmented, Mix
@@ -325,12 +326,10 @@ def save(submodels: dict[str, keras.Model], directory: Path, log: dict[str, obje
     """Save each submodel as `<key>.keras`, each file replaced whole, and the training log."""
     directory.mkdir(parents=True, exist_ok=True)
     for key, model in submodels.items():
-        partial = directory / f".{key}.partial.keras"
-        model.save(partial)
-        os.replace(partial, directory / f"{key}.keras")
+        with write_beside(directory / f"{key}.keras") as staging:
+            model.save(staging)
     previous = directory / TRAINING_LOG
     merged = json.loads(previous.read_text()) if previous.exists() else {}
     merged.update(log)
-    partial_log = directory / f".{TRAINING_LOG}.partial"
-    partial_log.write_text(json.dumps(merged, indent=2) + "\n")
-    os.replace(partial_log, previous)
+    with write_beside(previous) as staging:
+        staging.write_text(json.dumps(merged, indent=2) + "\n")

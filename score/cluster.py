@@ -35,6 +35,7 @@ import ray._private.state
 import ray.data
 import ray.util
 from onnxdigits import OnnxDigitsError
+from onnxdigits.files import fill_beside
 from onnxdigits.manifest import Artifacts, ArtifactsLike
 from onnxdigits.session import Device
 from ray.data.block import BlockMetadata
@@ -45,7 +46,7 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 from .errors import PoolError, ScoreError
 from .inputs import PIXELS, RAW, Piece, plan
 from .job import Summary, _inputs
-from .output import PARQUET_SUFFIX, check_output, staged_directory
+from .output import PARQUET_SUFFIX, check_output
 from .scorer import Scorer
 
 ROWS = 1024  # rows per read block and per batch given to an actor
@@ -417,7 +418,7 @@ def _run(
     summary = Summary(target)
     start = time.perf_counter()
     with _placed(pool, start_timeout) as group, _settings(group, start_timeout, progress):
-        with staged_directory(target) as staging:
+        with fill_beside(target) as staging:
             # One block per read task as planned: left to itself, Ray would split each task's
             # output into many small blocks, only for map_batches to gather them again.
             dataset = _quietly(ray.data.read_datasource)(

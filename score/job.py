@@ -13,12 +13,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from onnxdigits import InputError
+from onnxdigits.files import write_beside
 from onnxdigits.manifest import ArtifactsLike
 from tqdm import tqdm
 
 from .errors import NothingScoredError
 from .inputs import CHUNK_ROWS, plan
-from .output import check_output, staged_file
+from .output import check_output
 from .scorer import Scorer
 
 EXAMPLES = 3  # failed rows quoted in a summary
@@ -130,7 +131,7 @@ def score(
     summary = Summary(target)
     start = time.perf_counter()
     with (
-        staged_file(target) as staging,
+        write_beside(target) as staging,
         pq.ParquetWriter(staging, scorer.schema) as writer,
         tqdm(
             total=total,

@@ -17,13 +17,13 @@ Serving it (Triton's container; NVIDIA's GPU container toolkit for `--gpus`):
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
 from onnxdigits import __version__
 from onnxdigits.errors import InputError, check_count
+from onnxdigits.files import staging_name, swap_in
 from onnxdigits.manifest import Artifacts, ArtifactsLike, Entry
 from onnxdigits.models import CHUNK
 from onnxdigits.specs import MODELS, TensorSpec
@@ -168,7 +168,7 @@ def write_repository(
         raise InputError(f"cannot write {out}: the folder {out.parent} does not exist")
     if out.exists() and not out.is_dir():
         raise InputError(f"{out} is a file; name a directory for the model repository")
-    staging = out.parent / f".{out.name}.tmp-{secrets.token_hex(4)}"
+    staging = staging_name(out)
     staging.mkdir()
     try:
         for key in keys:
@@ -177,17 +177,10 @@ def write_repository(
             (model / VERSION / MODEL_FILE).write_bytes(store.model_bytes(key))  # sha256 checked
             (model / CONFIG_FILE).write_text(configs[key], encoding="utf-8")
         if not out.exists():
-            os.replace(staging, out)
-        else:
+            swap_in(staging, out)  # a new repository goes in whole
+        else:  # in an existing one, each model is replaced and the others are kept
             for key in keys:
-                _swap_in(staging / triton_name(key), out / triton_name(key), staging)
+                swap_in(staging / triton_name(key), out / triton_name(key))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return [out / triton_name(key) for key in keys]
-
-
-def _swap_in(new: Path, target: Path, scratch: Path) -> None:
-    """Put directory `new` where `target` is; what `target` held goes to `scratch`."""
-    if target.exists() or target.is_symlink():
-        os.replace(target, scratch / f"{target.name}.old")
-    os.replace(new, target)
