@@ -17,6 +17,7 @@ from .main import (
     device_option,
     invert_option,
     json_option,
+    missing_extra,
     model_option,
     out_option,
     write_image,
@@ -263,10 +264,8 @@ def scatter_command(model: str, out: str, artifacts: Path | None, device: str | 
 
         matplotlib.use("Agg")
         from matplotlib import pyplot as plt
-    except ModuleNotFoundError:
-        raise click.ClickException(
-            "scatter needs matplotlib: pip install 'onnxdigits[plot]'"
-        ) from None
+    except ModuleNotFoundError as exc:
+        raise missing_extra("scatter", "plot", exc) from None
     store = Artifacts(artifacts)
     images, labels = store.sample()
     z = Encoder(model, artifacts=store, device=device).embed(images)

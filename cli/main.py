@@ -24,6 +24,23 @@ if TYPE_CHECKING:
 IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 
 
+def install_command(extra: str) -> str:
+    """How to install one of the package's extras: "pip install 'onnxdigits[EXTRA]'"."""
+    return f"pip install 'onnxdigits[{extra}]'"
+
+
+RAY_EXTRA = install_command("ray")
+
+
+def missing_extra(command: str, extra: str, exc: ModuleNotFoundError) -> click.ClickException:
+    """The one message for a command whose extra is not installed: "serve needs the serve extra
+    (fastapi is not installed): pip install 'onnxdigits[serve]'"; raise it `from None`."""
+    return click.ClickException(
+        f"{command} needs the {extra} extra ({exc.name} is not installed): "
+        + install_command(extra)
+    )
+
+
 def error_message(exc: BaseException) -> str:
     """One line for a message, except that a report's items ("- ...") keep their own lines."""
     lines: list[str] = []

@@ -10,13 +10,20 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import click
+from onnxdigits.errors import unknown_model
 from onnxdigits.models import CHUNK
 from onnxdigits.specs import MODELS, SUBMODELS
 
-from .main import artifacts_option, device_option, figures_option
+from .main import (
+    RAY_EXTRA,
+    artifacts_option,
+    device_option,
+    figures_option,
+    install_command,
+    missing_extra,
+)
 
-SCORE_EXTRA = "pip install 'onnxdigits[score]'"
-RAY_EXTRA = "pip install 'onnxdigits[ray]'"
+SCORE_EXTRA = install_command("score")
 TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:<yy.mm>-py3"  # any release since 22.12 (opset 17)
 
 
@@ -101,7 +108,7 @@ def score_command(
     except ModuleNotFoundError as exc:
         if exc.name not in ("pyarrow", "tqdm", "ray"):
             raise
-        raise _missing(exc, RAY_EXTRA if exc.name == "ray" else SCORE_EXTRA) from None
+        raise missing_extra("score", "ray" if exc.name == "ray" else "score", exc) from None
     # SIGTERM ends the job as Ctrl-C does: by an exception, so that the output's staging file
     # is removed on the way out instead of left beside it.
     with _terminate_on_sigterm():
@@ -154,10 +161,7 @@ def _model_names(ctx: click.Context, param: click.Parameter, value: tuple[str, .
     known = set(MODELS) | set(SUBMODELS)
     for name in names:
         if name not in known:
-            raise click.BadParameter(
-                f"{name!r} is no model; choose from {', '.join(MODELS)} or a submodel "
-                f"({', '.join(SUBMODELS)})"
-            )
+            raise click.BadParameter(unknown_model(name, [*MODELS, *SUBMODELS]))
     return names
 
 

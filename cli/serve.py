@@ -11,11 +11,17 @@ from typing import Any
 
 import click
 
-from .main import artifacts_option, device_option, figures_option
+from .main import (
+    RAY_EXTRA,
+    artifacts_option,
+    device_option,
+    figures_option,
+    install_command,
+    missing_extra,
+)
 
 TOKEN_VAR = "ONNXDIGITS_TOKEN"
-SERVE_EXTRA = "pip install 'onnxdigits[serve]'"
-RAY_EXTRA = "pip install 'onnxdigits[ray]'"
+SERVE_EXTRA = install_command("serve")
 DRAIN_S = 30  # on SIGINT or SIGTERM, how long in-flight requests may take to finish
 
 
@@ -147,7 +153,7 @@ def serve_command(
     try:
         from onnxdigits.serve.app import Limits
     except ModuleNotFoundError as exc:
-        raise click.ClickException(f"serve needs {exc.name}: {SERVE_EXTRA}") from None
+        raise missing_extra("serve", "serve", exc) from None
     limits = Limits(max_body=max_body, max_images=max_images)
     if on_ray:
         _serve_on_ray(
@@ -223,7 +229,7 @@ def _serve_on_ray(**options: Any) -> None:
     try:
         from onnxdigits.serve.deployments import serve_on_ray
     except ModuleNotFoundError as exc:
-        raise click.ClickException(f"serve --ray needs {exc.name}: {RAY_EXTRA}") from None
+        raise missing_extra("serve --ray", "ray", exc) from None
     serve_on_ray(**options, announce=lambda line: click.echo(line, err=True))
 
 

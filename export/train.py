@@ -12,6 +12,7 @@ from typing import Any
 import keras
 import numpy as np
 from onnxdigits import to_batch
+from onnxdigits.errors import unknown_model
 from onnxdigits.files import write_beside
 from onnxdigits.specs import IMAGE_SHAPE, MODELS, SUBMODELS
 
@@ -273,7 +274,7 @@ def train(
     models = list(models)
     unknown = sorted(set(models) - set(MODELS))
     if unknown:
-        raise ExportError(f"unknown models {unknown}; choose from {', '.join(MODELS)}")
+        raise ExportError(unknown_model(unknown, MODELS))
     fittings = {name: config.fitting(name) for name in models}
     if config.limit is not None:
         x_train, y_train = x_train[: config.limit], y_train[: config.limit]

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pyarrow as pa
 from onnxdigits import Classifier, Encoder, InputError, __version__, load_image, to_batch
+from onnxdigits.errors import unknown_model
 from onnxdigits.manifest import ArtifactsLike
 from onnxdigits.specs import IMAGE_SHAPE, LATENT_DIM, MODELS
 
@@ -133,7 +134,7 @@ class Scorer:
         device: str | None = None,
     ) -> None:
         if model not in MODELS:
-            raise InputError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
+            raise InputError(unknown_model(model, MODELS))
         self.model = model
         self.runner: Classifier | Encoder = (
             Classifier(artifacts=artifacts, device=device)

@@ -10,7 +10,14 @@ from statistics import NormalDist
 import numpy as np
 
 from .classes import DIGITS, LatentClasses
-from .errors import ArtifactError, InputError, NoClassRegionsError, OnnxDigitsError, check_count
+from .errors import (
+    ArtifactError,
+    InputError,
+    NoClassRegionsError,
+    OnnxDigitsError,
+    check_count,
+    unknown_model,
+)
 from .images import Images, tile, to_batch
 from .manifest import Artifacts, ArtifactsLike
 from .session import CUDA, create_session
@@ -136,7 +143,7 @@ class _LatentSubmodel(_Submodel):
         batch_size: int | None = None,
     ) -> None:
         if model not in LATENT_MODELS:
-            raise InputError(f"unknown model {model!r}; choose one of {', '.join(LATENT_MODELS)}")
+            raise InputError(unknown_model(model, LATENT_MODELS))
         self.model = model
         super().__init__(f"{model}.{self.part}", artifacts, device, fast, batch_size)
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 from onnxdigits import Artifacts, Classifier, Encoder, Generator
-from onnxdigits.errors import InputError
+from onnxdigits.errors import InputError, unknown_model
 from onnxdigits.manifest import ArtifactsLike
 from onnxdigits.specs import LATENT_MODELS
 
@@ -26,7 +26,7 @@ class AbsentModelError(InputError):
 def check_model(model: str) -> str:
     """Return `model` if it is a latent model; else raise InputError naming the choices."""
     if model not in LATENT_MODELS:
-        raise InputError(f"unknown model {model!r}; choose one of {', '.join(LATENT_MODELS)}")
+        raise InputError(unknown_model(model, LATENT_MODELS))
     return model
 
 

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from onnxdigits import __version__
-from onnxdigits.errors import InputError, check_count
+from onnxdigits.errors import InputError, check_count, unknown_model
 from onnxdigits.files import staging_name, swap_in
 from onnxdigits.manifest import Artifacts, ArtifactsLike, Entry
 from onnxdigits.models import CHUNK
@@ -63,10 +63,9 @@ def select(artifacts: Artifacts, models: Sequence[str] | None) -> list[str]:
     for name in models:
         matches = [k for k in keys if k == name or (name in MODELS and k.split(".")[0] == name)]
         if not matches:
-            raise InputError(
-                f"the set at {artifacts.root} has no model {name!r}; choose from "
-                f"{', '.join(sorted({k.split('.')[0] for k in keys}) + keys)}"
-            )
+            models_in_set = sorted({k.split(".")[0] for k in keys})
+            choices = unknown_model(name, models_in_set + keys)
+            raise InputError(f"{choices} (those of the set at {artifacts.root})")
         chosen.update(matches)
     return [key for key in keys if key in chosen]
 
