@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from onnxdigits.serve.limits import MAX_BODY, MAX_IMAGES, Limits
 
 from .main import (
     RAY_EXTRA,
@@ -64,14 +65,14 @@ def is_loopback(host: str) -> bool:
 @click.option(
     "--max-body",
     type=click.IntRange(min=1),
-    default=16 * 2**20,
+    default=MAX_BODY,
     show_default=True,
     help="The largest request body in bytes; a larger one gets 413 unread.",
 )
 @click.option(
     "--max-images",
     type=click.IntRange(min=1),
-    default=1024,
+    default=MAX_IMAGES,
     show_default=True,
     help="The most images a request may send or ask for (files, points, grid cells, "
     "samples); more get 413.",
@@ -151,7 +152,7 @@ def serve_command(
             "or --insecure to serve without one"
         )
     try:
-        from onnxdigits.serve.app import Limits
+        import onnxdigits.serve.app  # noqa: F401  the serve extra, checked before anything starts
     except ModuleNotFoundError as exc:
         raise missing_extra("serve", "serve", exc) from None
     limits = Limits(max_body=max_body, max_images=max_images)
