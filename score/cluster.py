@@ -37,6 +37,7 @@ import ray.util
 from onnxdigits import OnnxDigitsError
 from onnxdigits.files import fill_beside
 from onnxdigits.manifest import Artifacts, ArtifactsLike
+from onnxdigits.models import CHUNK
 from onnxdigits.session import Device
 from ray.data.block import BlockMetadata
 from ray.data.datasource import Datasource, ReadTask
@@ -49,7 +50,9 @@ from .job import Summary, _inputs
 from .output import PARQUET_SUFFIX, check_output
 from .scorer import Scorer
 
-ROWS = 1024  # rows per read block and per batch given to an actor
+# Rows per read block and per batch given to an actor: one SDK chunk on the CPU, so that each
+# batch is one model run.
+ROWS = CHUNK["cpu"]
 START_TIMEOUT_S = 60  # how long the actor pool may take to start
 IO_SHARE = 0.25  # of each node's free CPUs (at most one), kept for the read and write tasks
 LEAST_CPUS = 0.05  # the smallest share of a CPU an actor may ask for
