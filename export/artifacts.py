@@ -162,7 +162,7 @@ def export(
             },
             training=training or {},
         )
-        _write_json(staging / MANIFEST, manifest.to_json())
+        _write_manifest(staging, manifest)
         if train_digits is not None:  # before the figures, which measure drawing by digit
             regions = fit_set_classes(staging, *train_digits)
             manifest = replace(
@@ -172,7 +172,7 @@ def export(
                     for key, entry in manifest.models.items()
                 },
             )
-            _write_json(staging / MANIFEST, manifest.to_json())
+            _write_manifest(staging, manifest)
         if metrics is not None:
             figures = metrics(staging)
             manifest = replace(
@@ -182,9 +182,9 @@ def export(
                     for key, entry in manifest.models.items()
                 },
             )
-            _write_json(staging / MANIFEST, manifest.to_json())
+            _write_manifest(staging, manifest)
         manifest = replace(manifest, models=_describe(staging, manifest))
-        _write_json(staging / MANIFEST, manifest.to_json())
+        _write_manifest(staging, manifest)
         _carry_over(out, staging)
         swap_in(staging, out)
     except BaseException:
@@ -398,12 +398,9 @@ def _commit(store: Artifacts, entries: dict[str, Entry], files: dict[str, bytes]
     try:
         for key, data in files.items():
             (staging / entries[key].file).write_bytes(data)
-        manifest = dict(store.json)
-        manifest["models"] = {
-            key: entries[key].to_json() if key in entries else raw
-            for key, raw in store.json["models"].items()
-        }
-        _write_json(staging / MANIFEST, manifest)
+        manifest = store.manifest
+        models = {key: entries.get(key, entry) for key, entry in manifest.models.items()}
+        _write_manifest(staging, replace(manifest, models=models))
         _carry_over(
             root, staging, owned={MANIFEST, SIGNATURE, *(entries[key].file for key in files)}
         )
@@ -461,8 +458,9 @@ def _savez(path: Path, arrays: dict[str, Any]) -> None:
         np.savez_compressed(handle, **arrays)
 
 
-def _write_json(path: Path, value: Any) -> None:
-    path.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
+def _write_manifest(root: Path, manifest: Manifest) -> None:
+    """Write a set's manifest.json (into a staging directory: the set is swapped in whole)."""
+    (root / MANIFEST).write_text(json.dumps(manifest.to_json(), indent=2) + "\n", encoding="utf-8")
 
 
 def _carry_over(out: Path, staging: Path, owned: Collection[str] = OWNED) -> None:
