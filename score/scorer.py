@@ -158,7 +158,7 @@ class Scorer:
         if isinstance(self.runner, Classifier):
             probs = np.zeros((len(images), CLASSES), np.float32)
             if len(good):
-                probs[~failed] = self.runner.predict_proba(good)
+                probs[~failed] = self.runner.run_batch(good)[0]  # in form: normalised once
             columns += [
                 pa.array(probs.argmax(axis=1).astype(np.int64), mask=failed),
                 pa.FixedSizeListArray.from_arrays(
@@ -168,7 +168,7 @@ class Scorer:
         else:
             z = np.zeros((len(images), LATENT_DIM), np.float32)
             if len(good):
-                z[~failed] = self.runner.embed(good)
+                z[~failed] = self.runner.run_batch(good)[0]
             columns.append(
                 pa.FixedSizeListArray.from_arrays(pa.array(z.reshape(-1)), type=Z, mask=mask)
             )

@@ -111,11 +111,11 @@ class Models:
         """
         if self.classifier is None:
             raise self._absent("classifier")
-        return self.classifier.predict_proba(batch)
+        return self.classifier.run_batch(batch)[0]
 
     def embed(self, model: str, batch: np.ndarray) -> np.ndarray:
         """The embedding of a batch (N, 28, 28, 1) by `model`'s encoder: float32 (N, 2)."""
-        return self._encoder(model).embed(batch)
+        return self._encoder(model).run_batch(batch)[0]
 
     def decode(self, model: str, z: np.ndarray) -> np.ndarray:
         """Decode latent points (N, 2) with `model`'s generator: float32 (N, 28, 28) in [0, 1].
