@@ -246,12 +246,12 @@ def rewrite_set(
     rewritten: dict[str, tuple[bytes, Entry]] = {}
     for key in keys or store.keys:
         entry = store.entry(key)
-        plain = store.model_bytes(key)
+        plain = store.model_bytes(entry)
         proto, names = rewrite(onnx.load_from_string(plain))
         if not names:
             continue
         data = proto.SerializeToString()
-        parity = _check_rewrite(entry.spec, data, plain, store.reference(key), images)
+        parity = _check_rewrite(entry.spec, data, plain, store.reference(entry), images)
         log.info("%s - rewritten: %s", key, ", ".join(names))
         entry = replace(entry, rewrites=entry.rewrites + names, parity=parity)
         data = _restamp(data, entry, store.json)
@@ -301,7 +301,7 @@ def add_class_regions(
     }
     files: dict[str, bytes] = {}
     for key, entry in entries.items():
-        data = store.model_bytes(key)
+        data = store.model_bytes(entry)
         restamped = _restamp(data, entry, store.json)
         if restamped != data:
             files[key] = restamped
@@ -334,13 +334,13 @@ def describe_set(directory: str | os.PathLike[str]) -> dict[str, Entry]:
     files: dict[str, bytes] = {}
     for key in store.keys:
         entry = store.entry(key)
-        plain = store.model_bytes(key)
+        plain = store.model_bytes(entry)
         data = metadata.write(plain, metadata.properties(entry, store.json))
         if data == plain:
             continue
         if not metadata.same_graph(plain, data):
             raise ValidationError(f"writing the metadata of {key} changed its graph")
-        _against_references(data, entry.spec, store.reference(key), (1,))
+        _against_references(data, entry.spec, store.reference(entry), (1,))
         files[key] = data
         entries[key] = replace(entry, sha256=sha256_of(data), bytes=len(data))
         log.info("%s - metadata written: %d properties", key, len(metadata.read(data)))

@@ -55,7 +55,7 @@ class _Submodel:
         self.artifacts = Artifacts.of(artifacts)
         self.entry = self.artifacts.entry(key)
         self.session = create_session(
-            self.artifacts.model_bytes(key),
+            self.artifacts.model_bytes(self.entry),
             device,
             fast=fast,
             name=str(self.artifacts.root / self.entry.file),
