@@ -151,6 +151,8 @@ def _read_each(paths: tuple[str, ...]) -> list[np.ndarray | str]:
     """
     from onnxdigits import InputError, load_image
 
+    # As score.scorer._load does per file, but the CLI cannot import score (its own extra), and
+    # here "-" is stdin and each message names its path.
     results: list[np.ndarray | str] = []
     for path in paths:
         try:

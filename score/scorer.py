@@ -107,6 +107,8 @@ def decode(raw: pa.Table) -> tuple[np.ndarray, list[str | None]]:
 
 def _load(source: str | bytes) -> np.ndarray | str:
     """One encoded image through `load_image`: its pixels, or why it cannot be read."""
+    # Each file alone with no joint try first: Pillow decodes one file at a time anyway. The
+    # CLI's _read_each does the same but cannot import this (score is an extra) and reads stdin.
     try:
         return load_image(source)
     except InputError as exc:
