@@ -11,7 +11,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from onnxdigits.files import staging_name
+from onnxdigits.files import new_file, staging_name
 
 from .errors import OutputError
 from .inputs import PARQUET_SUFFIXES
@@ -74,9 +74,7 @@ def check_output(
             f"output {out.with_suffix(PARQUET_SUFFIX).name} (or another .parquet or .pq file)"
         )
     try:
-        probe = staging_name(out)
-        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-        probe.unlink()
+        new_file(staging_name(out)).unlink()
     except OSError as exc:
         raise OutputError(f"cannot write into {parent}: {exc.strerror or exc}") from None
     return out

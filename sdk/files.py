@@ -107,6 +107,17 @@ def staging_name(target: str | os.PathLike[str]) -> Path:
     return target.parent / f".{target.stem}.tmp-{secrets.token_hex(4)}{target.suffix}"
 
 
+def new_file(path: str | os.PathLike[str]) -> Path:
+    """Create an empty file that must not exist yet, with the mode a plain `open()` gives (0o666
+    less the umask); return its path.
+
+    Raises:
+        OSError: it exists (FileExistsError), or cannot be created there.
+    """
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    return Path(path)
+
+
 @contextmanager
 def write_beside(target: str | os.PathLike[str]) -> Iterator[Path]:
     """A new empty file beside `target` to write; it replaces `target` when the block completes.
@@ -122,8 +133,7 @@ def write_beside(target: str | os.PathLike[str]) -> Iterator[Path]:
         OSError: the file cannot be created beside `target`, or the rename fails.
     """
     target = Path(target)
-    staging = staging_name(target)
-    os.close(os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    staging = new_file(staging_name(target))
     try:
         yield staging
         _sync(staging)
@@ -160,15 +170,20 @@ def fill_beside(target: str | os.PathLike[str]) -> Iterator[Path]:
 
 
 def swap_in(new: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
-    """Put the file or directory `new` where `target` is, flushed to disk, with at most two
-    renames: what `target` held is set aside (`.NAME.old-XXXXXXXX/NAME`, which `put_back`
-    restores after a kill between the renames) and removed once `new` is in place.
+    """Put the file or directory `new` where `target` is, flushed to disk: a file over a file
+    in one rename; otherwise in two, what `target` held being set aside first
+    (`.NAME.old-XXXXXXXX/NAME`, which `put_back` restores after a kill between the renames) and
+    removed once `new` is in place.
 
     Raises:
         OSError: a rename fails; `target` is then put back as it was.
     """
     new, target = Path(new), Path(target)
     _sync(new)
+    if not new.is_dir() and not target.is_dir():  # a file replaces a file in one rename
+        os.replace(new, target)
+        _sync_folder(target.parent)
+        return
     aside = None
     if target.exists() or target.is_symlink():
         aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))

@@ -126,10 +126,12 @@ def test_a_set_left_aside_between_the_renames_is_put_back(tmp_path: Path) -> Non
     assert not put_back(target)  # nothing is missing now
 
 
-def test_a_failed_rename_puts_the_target_back(tmp_path: Path) -> None:
+@pytest.mark.parametrize("old", ["file", "directory"])
+def test_a_failed_rename_puts_the_target_back(old: str, tmp_path: Path) -> None:
     target = tmp_path / "out"
-    target.write_bytes(b"old")
+    _make_old(target, old)
+    before = _read(target)
     with pytest.raises(FileNotFoundError):
         swap_in(tmp_path / "missing", target)
-    assert target.read_bytes() == b"old"
+    assert _read(target) == before
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
