@@ -284,6 +284,8 @@ def _fill(site: Path, store: Artifacts, ort_dist: Path) -> None:
             break
     described = json.dumps(_site_json(store, files), separators=(",", ":"))
     (site / SITE_JSON).write_text(described, encoding="utf-8")
+    # Unlike what onnxdigits.files writes (the umask's mode), a site is for publishing: it must
+    # be readable by a web server's user whatever this user's umask.
     for path in site.rglob("*"):
         os.chmod(path, 0o755 if path.is_dir() else 0o644)
     os.chmod(site, 0o755)
