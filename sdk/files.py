@@ -15,6 +15,7 @@ stricter umask is honoured rather than overridden.
 from __future__ import annotations
 
 import errno
+import glob
 import os
 import secrets
 import shutil
@@ -206,7 +207,8 @@ def put_back(target: str | os.PathLike[str]) -> bool:
     target = Path(target)
     if target.exists() or target.is_symlink():
         return False
-    for aside in sorted(target.parent.glob(f".{target.name}.old-*/{target.name}")):
+    name = glob.escape(target.name)
+    for aside in sorted(target.parent.glob(f".{name}.old-*/{name}")):
         os.replace(aside, target)
         shutil.rmtree(aside.parent, ignore_errors=True)
         return True
@@ -221,7 +223,7 @@ def _sync(path: Path) -> None:
                 _sync(Path(folder, name))
             _sync_folder(Path(folder))
     elif path.is_file() and not path.is_symlink():
-        with open(path, "rb") as file:
+        with open(path, "r+b" if os.name == "nt" else "rb") as file:  # Windows flushes no reader
             os.fsync(file.fileno())
 
 

@@ -114,13 +114,14 @@ def test_the_staging_name_is_hidden_beside_the_target_with_its_suffix() -> None:
         assert name.name.startswith(".scores.tmp-")
 
 
-def test_a_set_left_aside_between_the_renames_is_put_back(tmp_path: Path) -> None:
-    target = tmp_path / "set"
+@pytest.mark.parametrize("name", ["set", "set[1]*"])
+def test_a_set_left_aside_between_the_renames_is_put_back(name: str, tmp_path: Path) -> None:
+    target = tmp_path / name
     target.mkdir()
     (target / "old").write_bytes(b"old")
-    aside = tmp_path / ".set.old-x1y2"
+    aside = tmp_path / f".{name}.old-x1y2"
     aside.mkdir()
-    shutil.move(target, aside / "set")  # as `swap_in` leaves it when killed between its renames
+    shutil.move(target, aside / name)  # as `swap_in` leaves it when killed between its renames
     assert put_back(target)
     assert _read(target) == {"old": b"old"} and not aside.exists()
     assert not put_back(target)  # nothing is missing now
