@@ -12,11 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import click
+from onnxdigits.files import write_beside
 
-from .main import artifacts_option, device_option
+from .main import artifacts_option, device_option, missing_extra
 
-SERVE_EXTRA = "pip install 'onnxdigits[serve]'"
-SCORE_EXTRA = "pip install 'onnxdigits[score]'"
 # onnxdigits.bench.sdk.COUNT, for the help text: the CLI starts without importing the benchmarks.
 COUNT = 10_000
 
@@ -37,11 +36,8 @@ def _progress(line: str) -> None:
 
 def _write_figures(path: Path | None, figures: dict[str, Any]) -> None:
     if path is not None:
-        path.write_text(json.dumps(figures, indent=2) + "\n")
-
-
-def _needs(exc: ModuleNotFoundError, extra: str) -> click.ClickException:
-    return click.ClickException(f"this benchmark needs {exc.name}: {extra}")
+        with write_beside(path) as staging:
+            staging.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
 
 
 @click.group("bench", short_help="Measure the SDK, the service, scoring and the normaliser.")
@@ -122,7 +118,7 @@ def _hosts(ctx: click.Context, param: click.Parameter, value: str) -> list[str]:
     try:
         from onnxdigits.bench.serve import HOSTS
     except ModuleNotFoundError as exc:
-        raise _needs(exc, SERVE_EXTRA) from None
+        raise missing_extra("bench serve", "serve", exc) from None
     hosts = [part.strip() for part in value.split(",") if part.strip()]
     unknown = [host for host in hosts if host not in HOSTS]
     if unknown or not hosts:
@@ -194,7 +190,7 @@ def serve_command(
     try:
         from onnxdigits.bench import serve
     except ModuleNotFoundError as exc:
-        raise _needs(exc, SERVE_EXTRA) from None
+        raise missing_extra("bench serve", "serve", exc) from None
     command = " ".join(["onnxdigits bench serve", *sys.argv[3:]])
     report = serve.run(
         hosts, images, clients, seconds, warmup, device, artifacts, _progress, address, command
@@ -247,7 +243,7 @@ def score_command(
         import onnxdigits.score  # noqa: F401  (the score extra: the children score into Parquet)
         from onnxdigits.bench import score
     except ModuleNotFoundError as exc:
-        raise _needs(exc, SCORE_EXTRA) from None
+        raise missing_extra("bench score", "score", exc) from None
     report = score.run(data, _progress, pngs, repeats, million, ray, address)
     for line in score.table(report):
         click.echo(line)

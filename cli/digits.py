@@ -17,6 +17,7 @@ from .main import (
     device_option,
     invert_option,
     json_option,
+    missing_extra,
     model_option,
     out_option,
     write_image,
@@ -150,6 +151,8 @@ def _read_each(paths: tuple[str, ...]) -> list[np.ndarray | str]:
     """
     from onnxdigits import InputError, load_image
 
+    # As score.scorer._load does per file, but the CLI cannot import score (its own extra), and
+    # here "-" is stdin and each message names its path.
     results: list[np.ndarray | str] = []
     for path in paths:
         try:
@@ -263,10 +266,8 @@ def scatter_command(model: str, out: str, artifacts: Path | None, device: str | 
 
         matplotlib.use("Agg")
         from matplotlib import pyplot as plt
-    except ModuleNotFoundError:
-        raise click.ClickException(
-            "scatter needs matplotlib: pip install 'onnxdigits[plot]'"
-        ) from None
+    except ModuleNotFoundError as exc:
+        raise missing_extra("scatter", "plot", exc) from None
     store = Artifacts(artifacts)
     images, labels = store.sample()
     z = Encoder(model, artifacts=store, device=device).embed(images)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from onnxdigits.errors import unknown_model
 from onnxdigits.models import CHUNK
 from onnxdigits.specs import MODELS, SUBMODELS
 
@@ -58,10 +59,7 @@ def _model_names(ctx: click.Context, param: click.Parameter, value: tuple[str, .
     known = set(MODELS) | set(SUBMODELS)
     for name in names:
         if name not in known:
-            raise click.BadParameter(
-                f"{name!r} is no model; choose from {', '.join(MODELS)} or a submodel "
-                f"({', '.join(SUBMODELS)})"
-            )
+            raise click.BadParameter(unknown_model(name, [*MODELS, *SUBMODELS]))
     return names
 
 

@@ -6,9 +6,7 @@ exit 1; usage errors exit 2.
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import click
 from onnxdigits import __version__
 from onnxdigits.errors import DeviceError, OnnxDigitsError
+from onnxdigits.files import write_beside
 from onnxdigits.specs import LATENT_MODELS
 
 if TYPE_CHECKING:
@@ -23,6 +22,23 @@ if TYPE_CHECKING:
 
 # What an image command writes, by the suffix of --out; "-" writes PNG to stdout.
 IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+
+
+def install_command(extra: str) -> str:
+    """How to install one of the package's extras: "pip install 'onnxdigits[EXTRA]'"."""
+    return f"pip install 'onnxdigits[{extra}]'"
+
+
+RAY_EXTRA = install_command("ray")
+
+
+def missing_extra(command: str, extra: str, exc: ModuleNotFoundError) -> click.ClickException:
+    """The one message for a command whose extra is not installed: "serve needs the serve extra
+    (fastapi is not installed): pip install 'onnxdigits[serve]'"; raise it `from None`."""
+    return click.ClickException(
+        f"{command} needs the {extra} extra ({exc.name} is not installed): "
+        + install_command(extra)
+    )
 
 
 def error_message(exc: BaseException) -> str:
@@ -146,13 +162,6 @@ def write_image(image: Image.Image, out: str) -> None:
     kind = IMAGE_FORMATS[path.suffix.lower()]
     if kind == "JPEG" and image.mode not in ("L", "RGB"):
         image = image.convert("RGB")
-    handle, partial = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            image.save(file, format=kind)
-        os.chmod(partial, 0o644)
-        os.replace(partial, path)
-    except BaseException:
-        Path(partial).unlink(missing_ok=True)
-        raise
+    with write_beside(path) as staging, staging.open("wb") as file:
+        image.save(file, format=kind)
     click.echo(out)

@@ -11,14 +11,7 @@ from pathlib import Path
 import click
 from onnxdigits.specs import MODELS
 
-from .main import artifacts_option, device_option
-
-SCORE_EXTRA = "pip install 'onnxdigits[score]'"
-RAY_EXTRA = "pip install 'onnxdigits[ray]'"
-
-
-def _missing(exc: ModuleNotFoundError, extra: str) -> click.ClickException:
-    return click.ClickException(f"this needs {exc.name}: {extra}")
+from .main import RAY_EXTRA, artifacts_option, device_option, missing_extra
 
 
 @click.command("score", short_help="Score images, folders, npz or Parquet files into Parquet.")
@@ -98,7 +91,7 @@ def score_command(
     except ModuleNotFoundError as exc:
         if exc.name not in ("pyarrow", "tqdm", "ray"):
             raise
-        raise _missing(exc, RAY_EXTRA if exc.name == "ray" else SCORE_EXTRA) from None
+        raise missing_extra("score", "ray" if exc.name == "ray" else "score", exc) from None
     # SIGTERM ends the job as Ctrl-C does: by an exception, so that the output's staging file
     # is removed on the way out instead of left beside it.
     with _terminate_on_sigterm():

@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import click
+from onnxdigits.serve.limits import MAX_BODY, MAX_IMAGES, Limits
 
-from .main import artifacts_option, device_option
+from .main import RAY_EXTRA, artifacts_option, device_option, install_command, missing_extra
 
 TOKEN_VAR = "ONNXDIGITS_TOKEN"
-SERVE_EXTRA = "pip install 'onnxdigits[serve]'"
-RAY_EXTRA = "pip install 'onnxdigits[ray]'"
+SERVE_EXTRA = install_command("serve")
 DRAIN_S = 30  # on SIGINT or SIGTERM, how long in-flight requests may take to finish
 
 
@@ -58,14 +58,14 @@ def is_loopback(host: str) -> bool:
 @click.option(
     "--max-body",
     type=click.IntRange(min=1),
-    default=16 * 2**20,
+    default=MAX_BODY,
     show_default=True,
     help="The largest request body in bytes; a larger one gets 413 unread.",
 )
 @click.option(
     "--max-images",
     type=click.IntRange(min=1),
-    default=1024,
+    default=MAX_IMAGES,
     show_default=True,
     help="The most images a request may send or ask for (files, points, grid cells, "
     "samples); more get 413.",
@@ -145,9 +145,9 @@ def serve_command(
             "or --insecure to serve without one"
         )
     try:
-        from onnxdigits.serve.app import Limits
+        import onnxdigits.serve.app  # noqa: F401  the serve extra, checked before anything starts
     except ModuleNotFoundError as exc:
-        raise click.ClickException(f"serve needs {exc.name}: {SERVE_EXTRA}") from None
+        raise missing_extra("serve", "serve", exc) from None
     limits = Limits(max_body=max_body, max_images=max_images)
     if on_ray:
         _serve_on_ray(
@@ -223,5 +223,5 @@ def _serve_on_ray(**options: Any) -> None:
     try:
         from onnxdigits.serve.deployments import serve_on_ray
     except ModuleNotFoundError as exc:
-        raise click.ClickException(f"serve --ray needs {exc.name}: {RAY_EXTRA}") from None
+        raise missing_extra("serve --ray", "ray", exc) from None
     serve_on_ray(**options, announce=lambda line: click.echo(line, err=True))

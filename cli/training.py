@@ -12,9 +12,9 @@ from typing import Any
 import click
 from onnxdigits.specs import MODELS
 
-from .main import artifacts_option, data_option, device_option
+from .main import artifacts_option, data_option, device_option, install_command, missing_extra
 
-TRAIN_EXTRA = "pip install 'onnxdigits[train]'"
+TRAIN_EXTRA = install_command("train")
 _TRAINING_STACK = ("tensorflow", "keras", "tf2onnx", "onnx", "scipy")
 
 
@@ -25,10 +25,9 @@ def training_extra() -> Iterator[None]:
         yield
     except ModuleNotFoundError as exc:
         if exc.name and exc.name.split(".")[0] in _TRAINING_STACK:
-            raise click.ClickException(
-                f"this command needs the training extra ({exc.name} is not installed): "
-                + TRAIN_EXTRA
-            ) from None
+            context = click.get_current_context(silent=True)
+            command = context.info_name if context and context.info_name else "this command"
+            raise missing_extra(command, "train", exc) from None
         raise
 
 

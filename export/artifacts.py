@@ -6,7 +6,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -17,6 +16,7 @@ import keras
 import numpy as np
 from onnxdigits import Artifacts, __version__, grid_points, to_batch
 from onnxdigits.errors import ArtifactError
+from onnxdigits.files import put_back, staging_name, swap_in
 from onnxdigits.manifest import Entry, ExportParity, FileEntry, Manifest, sha256_of
 from onnxdigits.signing import SIGNATURE
 from onnxdigits.specs import MANIFEST, SAMPLE, SUBMODELS, SubmodelSpec
@@ -162,7 +162,7 @@ def export(
             },
             training=training or {},
         )
-        _write_json(staging / MANIFEST, manifest.to_json())
+        _write_manifest(staging, manifest)
         if train_digits is not None:  # before the figures, which measure drawing by digit
             regions = fit_set_classes(staging, *train_digits)
             manifest = replace(
@@ -172,7 +172,7 @@ def export(
                     for key, entry in manifest.models.items()
                 },
             )
-            _write_json(staging / MANIFEST, manifest.to_json())
+            _write_manifest(staging, manifest)
         if metrics is not None:
             figures = metrics(staging)
             manifest = replace(
@@ -182,11 +182,11 @@ def export(
                     for key, entry in manifest.models.items()
                 },
             )
-            _write_json(staging / MANIFEST, manifest.to_json())
+            _write_manifest(staging, manifest)
         manifest = replace(manifest, models=_describe(staging, manifest))
-        _write_json(staging / MANIFEST, manifest.to_json())
+        _write_manifest(staging, manifest)
         _carry_over(out, staging)
-        _replace(out, staging)
+        swap_in(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -246,12 +246,12 @@ def rewrite_set(
     rewritten: dict[str, tuple[bytes, Entry]] = {}
     for key in keys or store.keys:
         entry = store.entry(key)
-        plain = store.model_bytes(key)
+        plain = store.model_bytes(entry)
         proto, names = rewrite(onnx.load_from_string(plain))
         if not names:
             continue
         data = proto.SerializeToString()
-        parity = _check_rewrite(entry.spec, data, plain, store.reference(key), images)
+        parity = _check_rewrite(entry.spec, data, plain, store.reference(entry), images)
         log.info("%s - rewritten: %s", key, ", ".join(names))
         entry = replace(entry, rewrites=entry.rewrites + names, parity=parity)
         data = _restamp(data, entry, store.json)
@@ -301,7 +301,7 @@ def add_class_regions(
     }
     files: dict[str, bytes] = {}
     for key, entry in entries.items():
-        data = store.model_bytes(key)
+        data = store.model_bytes(entry)
         restamped = _restamp(data, entry, store.json)
         if restamped != data:
             files[key] = restamped
@@ -334,13 +334,13 @@ def describe_set(directory: str | os.PathLike[str]) -> dict[str, Entry]:
     files: dict[str, bytes] = {}
     for key in store.keys:
         entry = store.entry(key)
-        plain = store.model_bytes(key)
+        plain = store.model_bytes(entry)
         data = metadata.write(plain, metadata.properties(entry, store.json))
         if data == plain:
             continue
         if not metadata.same_graph(plain, data):
             raise ValidationError(f"writing the metadata of {key} changed its graph")
-        _against_references(data, entry.spec, store.reference(key), (1,))
+        _against_references(data, entry.spec, store.reference(entry), (1,))
         files[key] = data
         entries[key] = replace(entry, sha256=sha256_of(data), bytes=len(data))
         log.info("%s - metadata written: %d properties", key, len(metadata.read(data)))
@@ -398,19 +398,16 @@ def _commit(store: Artifacts, entries: dict[str, Entry], files: dict[str, bytes]
     try:
         for key, data in files.items():
             (staging / entries[key].file).write_bytes(data)
-        manifest = dict(store.json)
-        manifest["models"] = {
-            key: entries[key].to_json() if key in entries else raw
-            for key, raw in store.json["models"].items()
-        }
-        _write_json(staging / MANIFEST, manifest)
+        manifest = store.manifest
+        models = {key: entries.get(key, entry) for key, entry in manifest.models.items()}
+        _write_manifest(staging, replace(manifest, models=models))
         _carry_over(
             root, staging, owned={MANIFEST, SIGNATURE, *(entries[key].file for key in files)}
         )
         problems = [problem for problem in Artifacts(staging).verify().values() if problem]
         if problems:  # a file changed under us while it was being carried over
             raise ArtifactError(f"the new set fails its checks: {problems[0]}")
-        _replace(root, staging)
+        swap_in(staging, root)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -461,8 +458,9 @@ def _savez(path: Path, arrays: dict[str, Any]) -> None:
         np.savez_compressed(handle, **arrays)
 
 
-def _write_json(path: Path, value: Any) -> None:
-    path.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
+def _write_manifest(root: Path, manifest: Manifest) -> None:
+    """Write a set's manifest.json (into a staging directory: the set is swapped in whole)."""
+    (root / MANIFEST).write_text(json.dumps(manifest.to_json(), indent=2) + "\n", encoding="utf-8")
 
 
 def _carry_over(out: Path, staging: Path, owned: Collection[str] = OWNED) -> None:
@@ -488,33 +486,12 @@ def _link_or_copy(source: str | os.PathLike[str], target: str | os.PathLike[str]
 
 def _recover(out: Path) -> None:
     """Put back a set that an export killed between its two renames left aside."""
-    if out.exists():
-        return
-    for retired in sorted(out.parent.glob(f".{out.name}.old-*/{out.name}")):
-        log.warning("restoring %s, left aside by an interrupted export", out)
-        os.replace(retired, out)
-        shutil.rmtree(retired.parent, ignore_errors=True)
-        return
+    if put_back(out):
+        log.warning("restored %s, left aside by an interrupted export", out)
 
 
 def _staging(out: Path) -> Path:
-    """A new directory beside `out` to build its replacement in."""
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    staging.chmod(0o755)  # mkdtemp's 0700 would otherwise become the set's
+    """A new directory beside `out` to build its replacement in, swapped in by `swap_in`."""
+    staging = staging_name(out)
+    staging.mkdir()
     return staging
-
-
-def _replace(out: Path, staging: Path) -> None:
-    """Swap the staged set in for `out` with two renames; the old one is removed after."""
-    retired = None
-    if out.exists():
-        retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-        os.replace(out, retired / out.name)
-    try:
-        os.replace(staging, out)
-    except BaseException:
-        if retired is not None:
-            os.replace(retired / out.name, out)
-        raise
-    if retired is not None:
-        shutil.rmtree(retired, ignore_errors=True)

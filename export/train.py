@@ -12,6 +12,8 @@ from typing import Any
 import keras
 import numpy as np
 from onnxdigits import to_batch
+from onnxdigits.errors import unknown_model
+from onnxdigits.files import write_beside
 from onnxdigits.specs import IMAGE_SHAPE, MODELS, SUBMODELS
 
 from .augment import KINDS, Augmented, Mix
@@ -272,7 +274,7 @@ def train(
     models = list(models)
     unknown = sorted(set(models) - set(MODELS))
     if unknown:
-        raise ExportError(f"unknown models {unknown}; choose from {', '.join(MODELS)}")
+        raise ExportError(unknown_model(unknown, MODELS))
     fittings = {name: config.fitting(name) for name in models}
     if config.limit is not None:
         x_train, y_train = x_train[: config.limit], y_train[: config.limit]
@@ -325,12 +327,10 @@ def save(submodels: dict[str, keras.Model], directory: Path, log: dict[str, obje
     """Save each submodel as `<key>.keras`, each file replaced whole, and the training log."""
     directory.mkdir(parents=True, exist_ok=True)
     for key, model in submodels.items():
-        partial = directory / f".{key}.partial.keras"
-        model.save(partial)
-        os.replace(partial, directory / f"{key}.keras")
+        with write_beside(directory / f"{key}.keras") as staging:
+            model.save(staging)
     previous = directory / TRAINING_LOG
     merged = json.loads(previous.read_text()) if previous.exists() else {}
     merged.update(log)
-    partial_log = directory / f".{TRAINING_LOG}.partial"
-    partial_log.write_text(json.dumps(merged, indent=2) + "\n")
-    os.replace(partial_log, previous)
+    with write_beside(previous) as staging:
+        staging.write_text(json.dumps(merged, indent=2) + "\n")

@@ -17,13 +17,13 @@ Serving it (Triton's container; NVIDIA's GPU container toolkit for `--gpus`):
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
 from onnxdigits import __version__
-from onnxdigits.errors import InputError, check_count
+from onnxdigits.errors import InputError, check_count, unknown_model
+from onnxdigits.files import staging_name, swap_in
 from onnxdigits.manifest import Artifacts, ArtifactsLike, Entry
 from onnxdigits.models import CHUNK
 from onnxdigits.specs import MODELS, TensorSpec
@@ -63,10 +63,9 @@ def select(artifacts: Artifacts, models: Sequence[str] | None) -> list[str]:
     for name in models:
         matches = [k for k in keys if k == name or (name in MODELS and k.split(".")[0] == name)]
         if not matches:
-            raise InputError(
-                f"the set at {artifacts.root} has no model {name!r}; choose from "
-                f"{', '.join(sorted({k.split('.')[0] for k in keys}) + keys)}"
-            )
+            models_in_set = sorted({k.split(".")[0] for k in keys})
+            choices = unknown_model(name, models_in_set + keys)
+            raise InputError(f"{choices} (those of the set at {artifacts.root})")
         chosen.update(matches)
     return [key for key in keys if key in chosen]
 
@@ -168,7 +167,7 @@ def write_repository(
         raise InputError(f"cannot write {out}: the folder {out.parent} does not exist")
     if out.exists() and not out.is_dir():
         raise InputError(f"{out} is a file; name a directory for the model repository")
-    staging = out.parent / f".{out.name}.tmp-{secrets.token_hex(4)}"
+    staging = staging_name(out)
     staging.mkdir()
     try:
         for key in keys:
@@ -177,17 +176,10 @@ def write_repository(
             (model / VERSION / MODEL_FILE).write_bytes(store.model_bytes(key))  # sha256 checked
             (model / CONFIG_FILE).write_text(configs[key], encoding="utf-8")
         if not out.exists():
-            os.replace(staging, out)
-        else:
+            swap_in(staging, out)  # a new repository goes in whole
+        else:  # in an existing one, each model is replaced and the others are kept
             for key in keys:
-                _swap_in(staging / triton_name(key), out / triton_name(key), staging)
+                swap_in(staging / triton_name(key), out / triton_name(key))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return [out / triton_name(key) for key in keys]
-
-
-def _swap_in(new: Path, target: Path, scratch: Path) -> None:
-    """Put directory `new` where `target` is; what `target` held goes to `scratch`."""
-    if target.exists() or target.is_symlink():
-        os.replace(target, scratch / f"{target.name}.old")
-    os.replace(new, target)

@@ -35,7 +35,9 @@ import ray._private.state
 import ray.data
 import ray.util
 from onnxdigits import OnnxDigitsError
+from onnxdigits.files import fill_beside
 from onnxdigits.manifest import Artifacts, ArtifactsLike
+from onnxdigits.models import CHUNK
 from onnxdigits.session import Device
 from ray.data.block import BlockMetadata
 from ray.data.datasource import Datasource, ReadTask
@@ -45,10 +47,12 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 from .errors import PoolError, ScoreError
 from .inputs import PIXELS, RAW, Piece, input_list, plan
 from .job import Summary
-from .output import PARQUET_SUFFIX, check_output, staged_directory
+from .output import PARQUET_SUFFIX, check_output
 from .scorer import Scorer
 
-ROWS = 1024  # rows per read block and per batch given to an actor
+# Rows per read block and per batch given to an actor: one SDK chunk on the CPU, so that each
+# batch is one model run.
+ROWS = CHUNK["cpu"]
 START_TIMEOUT_S = 60  # how long the actor pool may take to start
 IO_SHARE = 0.25  # of each node's free CPUs (at most one), kept for the read and write tasks
 LEAST_CPUS = 0.05  # the smallest share of a CPU an actor may ask for
@@ -417,7 +421,7 @@ def _run(
     summary = Summary(target)
     start = time.perf_counter()
     with _placed(pool, start_timeout) as group, _settings(group, start_timeout, progress):
-        with staged_directory(target) as staging:
+        with fill_beside(target) as staging:
             # One block per read task as planned: left to itself, Ray would split each task's
             # output into many small blocks, only for map_batches to gather them again.
             dataset = _quietly(ray.data.read_datasource)(

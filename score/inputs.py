@@ -530,6 +530,8 @@ def _npy_rows(archive: zipfile.ZipFile, name: str, rows: int) -> Iterator[np.nda
 
 def _pixels(chunk: np.ndarray) -> tuple[np.ndarray, list[str | None]]:
     """Bring array rows to the models' form with `to_batch`; a row it refuses carries why."""
+    # The joint-then-each loop of serve.deployments._joined, not shared: that one splits one
+    # output per request, while here a chunk whose rows are all fine stays one array, uncopied.
     try:
         return to_batch(chunk), [None] * len(chunk)
     except InputError:

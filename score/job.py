@@ -12,12 +12,13 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from onnxdigits.files import write_beside
 from onnxdigits.manifest import ArtifactsLike
 from tqdm import tqdm
 
 from .errors import NothingScoredError
 from .inputs import CHUNK_ROWS, input_list, plan
-from .output import check_output, staged_file
+from .output import check_output
 from .scorer import Scorer
 
 EXAMPLES = 3  # failed rows quoted in a summary
@@ -129,7 +130,7 @@ def score(
     summary = Summary(target)
     start = time.perf_counter()
     with (
-        staged_file(target) as staging,
+        write_beside(target) as staging,
         pq.ParquetWriter(staging, scorer.schema) as writer,
         tqdm(
             total=total,

@@ -1,17 +1,17 @@
 """Where a scoring job writes: the output path's checks, and writing it all or nothing.
 
-Output is written under a temporary name beside the target (`.NAME.tmp-XXXXXXXX`) and renamed
-into place only when complete, so a failed or interrupted job leaves what was there before.
+Output is written under a temporary name beside the target (`.STEM.tmp-XXXXXXXX.SUFFIX`) and renamed
+into place only when complete (`onnxdigits.files.write_beside` and `fill_beside`), so a failed or
+interrupted job leaves what was there before.
 """
 
 from __future__ import annotations
 
 import os
-import secrets
-import shutil
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
+
+from onnxdigits.files import new_file, staging_name
 
 from .errors import OutputError
 from .inputs import PARQUET_SUFFIXES
@@ -74,8 +74,7 @@ def check_output(
             f"output {out.with_suffix(PARQUET_SUFFIX).name} (or another .parquet or .pq file)"
         )
     try:
-        probe = _create_file(parent / f".{out.name}.tmp-{secrets.token_hex(4)}")
-        probe.unlink()
+        new_file(staging_name(out)).unlink()
     except OSError as exc:
         raise OutputError(f"cannot write into {parent}: {exc.strerror or exc}") from None
     return out
@@ -90,55 +89,3 @@ def _replaces(out: Path, item: Path, directory: bool) -> bool:
     except OSError:
         return False
     return directory and out.resolve() in item.resolve().parents
-
-
-def _create_file(path: Path) -> Path:
-    # os.open, unlike mkstemp, lets the umask decide the mode: the result is an ordinary file.
-    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-    return path
-
-
-@contextmanager
-def staged_file(out: Path) -> Iterator[Path]:
-    """A new file beside `out` to write; it replaces `out` when the block completes and is
-    removed if the block raises."""
-    staging = _create_file(out.parent / f".{out.name}.tmp-{secrets.token_hex(4)}")
-    try:
-        yield staging
-        os.replace(staging, out)
-    except BaseException:
-        staging.unlink(missing_ok=True)
-        raise
-
-
-@contextmanager
-def staged_directory(out: Path) -> Iterator[Path]:
-    """A new directory beside `out` to fill; it replaces `out` when the block completes and is
-    removed if the block raises."""
-    staging = out.parent / f".{out.name}.tmp-{secrets.token_hex(4)}"
-    staging.mkdir()
-    try:
-        yield staging
-        _swap_in(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-
-
-def _swap_in(staging: Path, out: Path) -> None:
-    """Put `staging` where `out` is with two renames; what `out` held is removed after."""
-    retired = None
-    if out.exists() or out.is_symlink():
-        retired = out.parent / f".{out.name}.old-{secrets.token_hex(4)}"
-        os.replace(out, retired)
-    try:
-        os.replace(staging, out)
-    except BaseException:
-        if retired is not None:
-            os.replace(retired, out)
-        raise
-    if retired is not None:
-        if retired.is_dir() and not retired.is_symlink():
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
-            retired.unlink(missing_ok=True)

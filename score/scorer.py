@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pyarrow as pa
 from onnxdigits import Classifier, Encoder, InputError, __version__, load_image, to_batch
+from onnxdigits.errors import unknown_model
 from onnxdigits.manifest import ArtifactsLike
 from onnxdigits.specs import IMAGE_SHAPE, LATENT_DIM, MODELS
 
@@ -106,6 +107,8 @@ def read_pixels(raw: pa.Table) -> tuple[np.ndarray, list[str | None]]:
 
 def _load(source: str | bytes) -> np.ndarray | str:
     """One encoded image through `load_image`: its pixels, or why it cannot be read."""
+    # Each file alone with no joint try first: Pillow decodes one file at a time anyway. The
+    # CLI's _read_each does the same but cannot import this (score is an extra) and reads stdin.
     try:
         return load_image(source)
     except InputError as exc:
@@ -133,7 +136,7 @@ class Scorer:
         device: str | None = None,
     ) -> None:
         if model not in MODELS:
-            raise InputError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
+            raise InputError(unknown_model(model, MODELS))
         self.model = model
         self.runner: Classifier | Encoder = (
             Classifier(artifacts=artifacts, device=device)
@@ -157,7 +160,7 @@ class Scorer:
         if isinstance(self.runner, Classifier):
             probs = np.zeros((len(images), CLASSES), np.float32)
             if len(good):
-                probs[~failed] = self.runner.predict_proba(good)
+                probs[~failed] = self.runner.run_batch(good)[0]  # in form: normalised once
             columns += [
                 pa.array(probs.argmax(axis=1).astype(np.int64), mask=failed),
                 pa.FixedSizeListArray.from_arrays(
@@ -167,7 +170,7 @@ class Scorer:
         else:
             z = np.zeros((len(images), LATENT_DIM), np.float32)
             if len(good):
-                z[~failed] = self.runner.embed(good)
+                z[~failed] = self.runner.run_batch(good)[0]
             columns.append(
                 pa.FixedSizeListArray.from_arrays(pa.array(z.reshape(-1)), type=Z, mask=mask)
             )

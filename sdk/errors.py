@@ -1,6 +1,7 @@
 """The errors that onnxdigits raises: one base class and three kinds; and the count check."""
 
 import numbers
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 __all__ = [
@@ -11,6 +12,7 @@ __all__ = [
     "NoClassRegionsError",
     "OnnxDigitsError",
     "check_count",
+    "unknown_model",
 ]
 
 
@@ -50,3 +52,12 @@ def check_count(name: str, value: Any, minimum: int = 1) -> int:
         )
         raise InputError(f"{name} must be {least}; got {value!r}")
     return int(value)
+
+
+def unknown_model(names: str | Sequence[str], known: Iterable[str]) -> str:
+    """The one message for model names that are none of `known`, whichever error carries it:
+    "unknown model 'gan'; choose one of ae, vae, cvae"."""
+    names = [names] if isinstance(names, str) else list(names)
+    listed = ", ".join(repr(name) for name in names)
+    choices = ", ".join(dict.fromkeys(known))
+    return f"unknown model{'s' if len(names) > 1 else ''} {listed}; choose one of {choices}"

@@ -552,14 +552,15 @@ class Artifacts:
             )
         return data
 
-    def model_bytes(self, key: str) -> bytes:
-        """Return the verified ONNX bytes of submodel `key`.
+    def model_bytes(self, key: str | Entry) -> bytes:
+        """Return the verified ONNX bytes of submodel `key` (or of an entry already read with
+        `entry`, which is not read again).
 
         Raises:
             ArtifactError: as `read`; or the bytes are no ONNX model, or keep tensor data in
                 other files, which onnxruntime would read from wherever the process runs.
         """
-        entry = self.entry(key)
+        entry = self.entry(key) if isinstance(key, str) else key
         return self._model(entry.file, entry.sha256, entry.bytes)
 
     def _model(self, relpath: str, sha256: str, size: int | None) -> bytes:
@@ -567,9 +568,10 @@ class Artifacts:
         check_model(data, str(self.root / relpath))
         return data
 
-    def reference(self, key: str) -> dict[str, np.ndarray]:
-        """Return the stored inputs and Keras outputs of submodel `key`, by tensor name."""
-        return self._npz(self._reference_entry(self.entry(key)))
+    def reference(self, key: str | Entry) -> dict[str, np.ndarray]:
+        """Return the stored inputs and Keras outputs of submodel `key` (or of an entry already
+        read), by tensor name."""
+        return self._npz(self._reference_entry(self.entry(key) if isinstance(key, str) else key))
 
     def sample(self) -> tuple[np.ndarray, np.ndarray]:
         """Return the shipped real-digit sample: uint8 images (N, 28, 28) and uint8 labels (N,)."""

@@ -10,7 +10,14 @@ from statistics import NormalDist
 import numpy as np
 
 from .classes import DIGITS, LatentClasses
-from .errors import ArtifactError, InputError, NoClassRegionsError, OnnxDigitsError, check_count
+from .errors import (
+    ArtifactError,
+    InputError,
+    NoClassRegionsError,
+    OnnxDigitsError,
+    check_count,
+    unknown_model,
+)
 from .images import Images, tile, to_batch
 from .manifest import Artifacts, ArtifactsLike
 from .session import CUDA, create_session
@@ -50,7 +57,7 @@ class _Submodel:
         self.artifacts = Artifacts.of(artifacts)
         self.entry = self.artifacts.entry(key)
         self.session = create_session(
-            self.artifacts.model_bytes(key),
+            self.artifacts.model_bytes(self.entry),
             device,
             fast=fast,
             name=str(self.artifacts.root / self.entry.file),
@@ -75,8 +82,18 @@ class _Submodel:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.entry.spec.key!r}, device={self.device!r})"
 
-    def _run(self, batch: np.ndarray) -> list[np.ndarray]:
-        """Run the session over a batch in chunks of at most `batch_size`, and join the outputs."""
+    def run_batch(self, batch: np.ndarray) -> list[np.ndarray]:
+        """Run the session over a batch already in its input form, in chunks of at most
+        `batch_size`, and join the outputs.
+
+        Args:
+            batch: images as `to_batch` returns them, float32 (N, 28, 28, 1) in [0, 1], or
+                latent points float32 (N, latent_dim); not checked again, so that a caller that
+                has normalised them (the service) does not pay for it twice.
+
+        Returns:
+            The submodel's outputs in the manifest's order, each with N rows.
+        """
 
         def run(part: slice) -> list[np.ndarray]:
             return self.session.run(self._outputs, {self._input: batch[part]})
@@ -116,7 +133,7 @@ class Classifier(_Submodel):
 
     def predict_proba(self, images: Images) -> np.ndarray:
         """Return class probabilities, float32 (N, 10). Raises InputError for bad images."""
-        return self._run(to_batch(images))[0]
+        return self.run_batch(to_batch(images))[0]
 
     def predict(self, images: Images) -> np.ndarray:
         """Return labels, int64 (N,). Raises InputError for bad images."""
@@ -138,7 +155,7 @@ class _LatentSubmodel(_Submodel):
         batch_size: int | None = None,
     ) -> None:
         if model not in LATENT_MODELS:
-            raise InputError(f"unknown model {model!r}; choose one of {', '.join(LATENT_MODELS)}")
+            raise InputError(unknown_model(model, LATENT_MODELS))
         self.model = model
         super().__init__(f"{model}.{self.part}", artifacts, device, fast, batch_size)
 
@@ -150,7 +167,7 @@ class Encoder(_LatentSubmodel):
 
     def embed(self, images: Images) -> np.ndarray:
         """Return the embedding, float32 (N, 2): `z` for "ae", `z_mean` for the VAEs."""
-        return self._run(to_batch(images))[0]
+        return self.run_batch(to_batch(images))[0]
 
     def encode(self, images: Images) -> tuple[np.ndarray, np.ndarray]:
         """Return the VAE posterior (`z_mean`, `z_log_var`), each float32 (N, 2).
@@ -161,7 +178,7 @@ class Encoder(_LatentSubmodel):
         """
         if len(self._outputs) != 2:
             raise OnnxDigitsError(f"the {self.model} encoder has no z_log_var; use embed()")
-        z_mean, z_log_var = self._run(to_batch(images))
+        z_mean, z_log_var = self.run_batch(to_batch(images))
         return z_mean, z_log_var
 
 
@@ -225,7 +242,7 @@ class Generator(_LatentSubmodel):
                 "z[i, j]" or "z[i]".
         """
         latents = self._latents(z)
-        images = self._run(latents)[0][..., 0]
+        images = self.run_batch(latents)[0][..., 0]
         finite = np.isfinite(images.reshape(len(images), -1)).all(axis=1)
         if not finite.all():
             row = int(np.flatnonzero(~finite)[0])
@@ -293,7 +310,7 @@ class Generator(_LatentSubmodel):
         # The grid's points are finite float32 by construction: they are decoded as they are,
         # without the copy and the checks that `decode` gives points from outside, which cost
         # a few percent of a dense generator's 15x15 grid.
-        return tile(self._run(_checked_grid_points(n, lo, hi))[0][..., 0], n)
+        return tile(self.run_batch(_checked_grid_points(n, lo, hi))[0][..., 0], n)
 
     def interpolate(self, z0: np.ndarray, z1: np.ndarray, steps: int = 10) -> np.ndarray:
         """Decode `steps` points on the line from z0 to z1, both ends included: (steps, 28, 28)."""

@@ -12,12 +12,12 @@ from __future__ import annotations
 import ast
 import os
 import re
-import tempfile
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from .errors import ArtifactError
+from .files import new_file, staging_name, swap_in
 
 __all__ = ["SIGNATURE", "UNSIGNED", "check_private_key", "sign_set", "verify_set"]
 
@@ -45,16 +45,15 @@ def sign_set(
     """
     config = _signer(private_key, password)
     root = Path(root)
-    handle, partial = tempfile.mkstemp(prefix=f".{root.name}.", suffix=".sig", dir=root.parent)
-    os.close(handle)
+    # Written beside the set, not in it: the signature covers every file in the set.
+    partial = new_file(staging_name(root.parent / f"{root.name}.sig"))
     try:
         config.sign(root, partial)
-        os.chmod(partial, 0o644)
-        os.replace(partial, root / SIGNATURE)
+        swap_in(partial, root / SIGNATURE)
     except Exception as exc:
         raise ArtifactError(f"cannot sign {root}: {_reason(exc)}") from None
     finally:
-        Path(partial).unlink(missing_ok=True)
+        partial.unlink(missing_ok=True)
     return root / SIGNATURE
 
 

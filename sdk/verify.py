@@ -72,9 +72,9 @@ def check_parity(
     results = []
     for key in artifacts.keys:
         entry = artifacts.entry(key)
-        reference = artifacts.reference(key)
+        reference = artifacts.reference(entry)
         session = create_session(
-            artifacts.model_bytes(key), device, fast=fast, name=str(artifacts.root / entry.file)
+            artifacts.model_bytes(entry), device, fast=fast, name=str(artifacts.root / entry.file)
         )
         provider = session.get_providers()[0]
         atol = max(entry.spec.atol, GPU_ATOL) if provider == CUDA else entry.spec.atol

@@ -17,7 +17,6 @@ import io
 import json
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Protocol
 
@@ -36,14 +35,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .backend import check_model
 from .errors import AbsentModelError
+from .limits import MAX_IMAGE_PIXELS, MAX_PIXELS, Limits
 
-MAX_BODY = 16 * 2**20
-MAX_IMAGES = 1024
-# The most pixels one image file may declare: the SDK's own budget. A digit needs nothing near
-# Pillow's 89 million, and decoding costs memory by the pixel, not by the file's bytes (a 392 KB
-# PNG can declare 89 million RGBA pixels).
-MAX_IMAGE_PIXELS = images.MAX_PIXELS
-MAX_PIXELS = 2 * MAX_IMAGE_PIXELS  # the most pixels all of one request's image files may declare
 # Without a token on loopback, only these Host names are answered: a page on another site that
 # rebinds its own name to 127.0.0.1 sends its own name, and gets 400.
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
@@ -54,24 +47,6 @@ _PAGE_HEADERS = {
     "object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
 }
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What one request may ask for.
-
-    Attributes:
-        max_body: the largest request body in bytes; a larger one gets 413 unread.
-        max_images: the most images one request may send or ask for (files, JSON images, latent
-            points, grid cells, samples); more get 413.
-        max_pixels: the most pixels the image files of one request may declare in their
-            headers, all together, checked before any is decoded; more get 413. (Each file may
-            declare at most `MAX_IMAGE_PIXELS`.)
-    """
-
-    max_body: int = MAX_BODY
-    max_images: int = MAX_IMAGES
-    max_pixels: int = MAX_PIXELS
 
 
 class Backend(Protocol):
@@ -196,7 +171,7 @@ def create_app(
     backend: Backend,
     *,
     token: str | None = None,
-    limits: Limits = Limits(),
+    limits: Limits = Limits(),  # noqa: B008  frozen, so one shared default is safe
     hosts: Sequence[str] | None = None,
 ) -> FastAPI:
     """Build the service over `backend`.

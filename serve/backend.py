@@ -12,9 +12,10 @@ from typing import Any
 
 import numpy as np
 from onnxdigits import Artifacts, Classifier, Encoder, Generator
-from onnxdigits.errors import InputError
+from onnxdigits.errors import InputError, unknown_model
 from onnxdigits.manifest import ArtifactsLike
 from onnxdigits.specs import LATENT_MODELS
+from starlette.concurrency import run_in_threadpool
 
 from .errors import AbsentModelError
 
@@ -24,7 +25,7 @@ SUBMODEL_PARTS = ("encoder", "generator")
 def check_model(model: str) -> str:
     """Return `model` if it is a latent model; else raise InputError naming the choices."""
     if model not in LATENT_MODELS:
-        raise InputError(f"unknown model {model!r}; choose one of {', '.join(LATENT_MODELS)}")
+        raise InputError(unknown_model(model, LATENT_MODELS))
     return model
 
 
@@ -109,11 +110,11 @@ class Models:
         """
         if self.classifier is None:
             raise self._absent("classifier")
-        return self.classifier.predict_proba(batch)
+        return self.classifier.run_batch(batch)[0]
 
     def embed(self, model: str, batch: np.ndarray) -> np.ndarray:
         """The embedding of a batch (N, 28, 28, 1) by `model`'s encoder: float32 (N, 2)."""
-        return self._encoder(model).embed(batch)
+        return self._encoder(model).run_batch(batch)[0]
 
     def decode(self, model: str, z: np.ndarray) -> np.ndarray:
         """Decode latent points (N, 2) with `model`'s generator: float32 (N, 28, 28) in [0, 1].
@@ -201,33 +202,27 @@ class LocalBackend:
         self.models = models
 
     async def classify(self, batch: np.ndarray) -> np.ndarray:
-        return await _in_thread(self.models.classify, batch)
+        return await run_in_threadpool(self.models.classify, batch)
 
     async def embed(self, model: str, batch: np.ndarray) -> np.ndarray:
-        return await _in_thread(self.models.embed, model, batch)
+        return await run_in_threadpool(self.models.embed, model, batch)
 
     async def decode(self, model: str, z: np.ndarray) -> np.ndarray:
-        return await _in_thread(self.models.decode, model, z)
+        return await run_in_threadpool(self.models.decode, model, z)
 
     async def grid(self, model: str, n: int, lo: float, hi: float) -> np.ndarray:
-        return await _in_thread(self.models.grid, model, n, lo, hi)
+        return await run_in_threadpool(self.models.grid, model, n, lo, hi)
 
     async def sample(
         self, model: str, count: int, seed: int | None, digit: int | None = None
     ) -> np.ndarray:
-        return await _in_thread(self.models.sample, model, count, seed, digit)
+        return await run_in_threadpool(self.models.sample, model, count, seed, digit)
 
     async def sample_latent(self, model: str) -> tuple[np.ndarray, np.ndarray]:
-        return await _in_thread(self.models.sample_latent, model)
+        return await run_in_threadpool(self.models.sample_latent, model)
 
     async def describe(self) -> dict[str, Any]:
-        return {"host": self.host, **await _in_thread(self.models.describe)}
+        return {"host": self.host, **await run_in_threadpool(self.models.describe)}
 
     async def ready(self) -> str | None:
         return None  # loaded before the app was made
-
-
-async def _in_thread(fn: Any, *args: Any) -> Any:
-    from starlette.concurrency import run_in_threadpool
-
-    return await run_in_threadpool(fn, *args)

@@ -116,6 +116,8 @@ def _split(output: np.ndarray, parts: list[np.ndarray]) -> list[np.ndarray]:
 def _joined(run: Callable[[np.ndarray], np.ndarray], parts: list[np.ndarray]) -> list[Any]:
     """Run `run` once over `parts` joined, and split its output back; when the joint run is
     refused, run each part alone so that one bad request fails by itself."""
+    # Not shared with score.inputs._pixels, which keeps its rows as one array and errors as
+    # strings: here each request needs its own output, or its own exception to raise.
     try:
         return _split(run(np.concatenate(parts)), parts)
     except (InputError, ValueError):

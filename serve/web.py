@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 import subprocess
 import tarfile
@@ -36,6 +35,7 @@ from typing import Any
 import numpy as np
 from onnxdigits import __version__
 from onnxdigits.errors import ArtifactError, InputError
+from onnxdigits.files import fill_beside
 from onnxdigits.manifest import Artifacts, ArtifactsLike, sha256_of
 from onnxdigits.models import Encoder, grid_points
 from onnxdigits.specs import LATENT_MODELS
@@ -247,13 +247,8 @@ def write_site(
         )
     with tempfile.TemporaryDirectory(prefix="onnxdigits-ort-") as scratch:
         ort_dist = _ort_dir_files(Path(ort)) if ort is not None else _npm_pack(Path(scratch))
-        staging = out.parent / f".{out.name}.tmp-{secrets.token_hex(4)}"
-        staging.mkdir()
-        try:
+        with fill_beside(out) as staging:
             _fill(staging, store, ort_dist)
-            _replace(staging, out)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
     return out
 
 
@@ -288,24 +283,11 @@ def _fill(site: Path, store: Artifacts, ort_dist: Path) -> None:
             break
     described = json.dumps(_site_json(store, files), separators=(",", ":"))
     (site / SITE_JSON).write_text(described, encoding="utf-8")
+    # Unlike what onnxdigits.files writes (the umask's mode), a site is for publishing: it must
+    # be readable by a web server's user whatever this user's umask.
     for path in site.rglob("*"):
         os.chmod(path, 0o755 if path.is_dir() else 0o644)
     os.chmod(site, 0o755)
-
-
-def _replace(staging: Path, out: Path) -> None:
-    """Put the folder `staging` where `out` is; an old site there is removed after the swap."""
-    if not out.exists():
-        os.replace(staging, out)
-        return
-    old = out.parent / f".{out.name}.old-{secrets.token_hex(4)}"
-    os.replace(out, old)
-    try:
-        os.replace(staging, out)
-    except BaseException:
-        os.replace(old, out)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def site_size(site: str | os.PathLike[str]) -> dict[str, int]:

@@ -385,10 +385,10 @@ def test_a_failing_check_leaves_the_set_unchanged(rewritable: Path, digits, monk
 def test_a_failing_write_leaves_the_set_unchanged(rewritable: Path, digits, monkeypatch) -> None:
     before = _digest(rewritable)
 
-    def full(path: Path, value: object) -> None:
-        raise OSError(28, "No space left on device", str(path))
+    def full(root: Path, manifest: object) -> None:
+        raise OSError(28, "No space left on device", str(root))
 
-    monkeypatch.setattr(writer, "_write_json", full)
+    monkeypatch.setattr(writer, "_write_manifest", full)
     with pytest.raises(OSError, match="No space"):
         rewrite_set(rewritable, digits["x_test"], ["classifier"])
     assert _digest(rewritable) == before

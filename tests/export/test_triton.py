@@ -156,7 +156,7 @@ def test_models_are_chosen_by_model_or_submodel(
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"models": ["gan"]}, "has no model 'gan'"),
+        ({"models": ["gan"]}, "unknown model 'gan'; choose one of "),
         ({"max_batch_size": 0}, "positive integer"),
         ({"max_batch_size": 16385}, "above 16,384"),
     ],
@@ -227,7 +227,7 @@ def test_export_triton_command(tmp_path: Path) -> None:
     "args, message",
     [
         (("--max-batch", "16385"), "Invalid value for '--max-batch'"),
-        (("--models", "gan"), "'gan' is no model"),
+        (("--models", "gan"), "unknown model 'gan'; choose one of "),
         ((), "Missing option '--out'"),
     ],
 )
