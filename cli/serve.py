@@ -155,6 +155,7 @@ def serve_command(
             port=port,
             token=token,
             limits=limits,
+            hosts=answered_hosts(host, token),
             address=address,
             replicas=replicas,
             max_batch=max_batch,
@@ -167,6 +168,18 @@ def serve_command(
         _serve_on_uvicorn(host, port, token, limits, access_log, artifacts, device)
 
 
+def answered_hosts(host: str, token: str | None) -> tuple[str, ...] | None:
+    """The Host names a server listening on `host` answers: without a token on loopback, only
+    the loopback names and the name it was given, so that a page on another site that rebinds
+    its own name to a loopback address gets 400 (DNS rebinding); otherwise None, for any."""
+    from onnxdigits.serve.app import LOOPBACK_HOSTS
+
+    if token is not None or not is_loopback(host):
+        return None
+    given = (f"[{host}]" if ":" in host else host).lower()
+    return tuple(dict.fromkeys((*LOOPBACK_HOSTS, given)))
+
+
 def _serve_on_uvicorn(
     host: str,
     port: int,
@@ -177,7 +190,7 @@ def _serve_on_uvicorn(
     device: str | None,
 ) -> None:
     import uvicorn
-    from onnxdigits.serve.app import LOOPBACK_HOSTS, create_app
+    from onnxdigits.serve.app import create_app
     from onnxdigits.serve.backend import LocalBackend, Models
 
     # The models load before the port opens, so an unusable set or device exits 1 at once.
@@ -186,9 +199,9 @@ def _serve_on_uvicorn(
         raise click.ClickException(f"{models.artifacts.root} holds no model to serve")
     if models.absent:
         click.echo(f"onnxdigits serve: the set lacks {', '.join(models.absent)}", err=True)
-    # Without a token, a loopback server answers only its loopback names (DNS rebinding).
-    hosts = LOOPBACK_HOSTS if token is None and is_loopback(host) else None
-    app = create_app(LocalBackend(models), token=token, limits=limits, hosts=hosts)
+    app = create_app(
+        LocalBackend(models), token=token, limits=limits, hosts=answered_hosts(host, token)
+    )
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

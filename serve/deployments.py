@@ -23,7 +23,7 @@ import math
 import os
 import signal
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -332,6 +332,7 @@ def application(
     *,
     token: str | None,
     limits: Limits,
+    hosts: Sequence[str] | None = None,
     replicas: int,
     max_batch: int,
     batch_wait_s: float,
@@ -344,7 +345,7 @@ def application(
     """The Serve application: the ingress bound to the two model deployments.
 
     Args:
-        token, limits: as for `create_app`.
+        token, limits, hosts: as for `create_app`.
         replicas: replicas of each model deployment.
         max_batch: the most requests a replica runs as one batch; 1 turns batching off.
         batch_wait_s: how long a replica waits for a batch to fill.
@@ -378,7 +379,7 @@ def application(
             max_batch,
             batch_wait_s,
         )
-        return create_app(backend, token=token, limits=limits)
+        return create_app(backend, token=token, limits=limits, hosts=hosts)
 
     ingress_options: dict[str, Any] = {"num_cpus": replica_cpus}
     if ingress_node is not None:
@@ -400,6 +401,7 @@ def serve_on_ray(
     token: str | None,
     limits: Limits,
     address: str | None,
+    hosts: Sequence[str] | None = None,
     replicas: int,
     max_batch: int,
     batch_wait_s: float,
@@ -445,6 +447,7 @@ def serve_on_ray(
         app = application(
             token=token,
             limits=limits,
+            hosts=hosts,
             replicas=replicas,
             max_batch=max_batch,
             batch_wait_s=batch_wait_s,

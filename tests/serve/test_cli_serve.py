@@ -15,6 +15,8 @@ import onnxdigits
 import pytest
 from click.testing import CliRunner, Result
 from onnxdigits.cli import main
+from onnxdigits.cli.serve import answered_hosts
+from onnxdigits.serve.app import LOOPBACK_HOSTS
 
 from .conftest import free_port, start_server
 
@@ -146,3 +148,28 @@ def test_without_a_token_the_api_is_open_on_the_port_given() -> None:
         assert httpx.get(f"{server.url}/v1/models", timeout=30).status_code == 200  # no token
     finally:
         assert server.stop() == 0
+
+
+@pytest.mark.parametrize(
+    ("host", "token", "extra"),
+    [
+        ("127.0.0.1", None, "127.0.0.1"),
+        ("127.0.0.2", None, "127.0.0.2"),
+        ("::1", None, "[::1]"),
+        ("localhost", None, "localhost"),
+        ("LOCALHOST", None, "localhost"),
+    ],
+)
+def test_a_loopback_server_without_a_token_answers_its_names(
+    host: str, token: str | None, extra: str
+) -> None:
+    hosts = answered_hosts(host, token)
+    assert hosts is not None
+    assert set(LOOPBACK_HOSTS) | {extra} == set(hosts)
+
+
+@pytest.mark.parametrize(("host", "token"), [("127.0.0.1", "t"), ("0.0.0.0", None)])
+def test_with_a_token_or_off_loopback_any_host_name_is_answered(
+    host: str, token: str | None
+) -> None:
+    assert answered_hosts(host, token) is None
