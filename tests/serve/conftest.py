@@ -74,15 +74,8 @@ def uvicorn_server() -> Iterator[Server]:
     assert status == 0, f"uvicorn server exited {status} on SIGTERM:\n{server.logs()}"
 
 
-@pytest.fixture(scope="session")
-def ray_serve_port() -> int:
-    """Serve's HTTP port on the session's cluster, for every deployment on it: Serve keeps the
-    port of its first start on a cluster it did not start, whatever a later start asks for."""
-    return free_port()
-
-
 @pytest.fixture(scope="package")  # gone after the service tests: the cluster is the session's
-def ray_server(ray_cluster: RayCluster, ray_serve_port: int) -> Iterator[Server]:
+def ray_server(ray_cluster: RayCluster) -> Iterator[Server]:
     """The Ray Serve host on the session's two-node cluster (`tests/ray_cluster.py`), with two
     replicas per model deployment, deployed by the CLI."""
     server = start_server(
@@ -91,7 +84,7 @@ def ray_server(ray_cluster: RayCluster, ray_serve_port: int) -> Iterator[Server]
         "--address",
         ray_cluster.address,
         "--port",
-        str(ray_serve_port),
+        str(free_port()),
         "--replicas",
         "2",
         "--token",

@@ -1,6 +1,6 @@
-"""The service against hostile requests, on real servers started as the CLI runs them: image
-bombs under Pillow's limit, a rebinding Host (on uvicorn and on Ray Serve), a partial artifacts
-set, and /docs without internet in a real browser."""
+"""The service against hostile requests, on real uvicorn servers started as the CLI runs them:
+image bombs under Pillow's limit, a rebinding Host, a partial artifacts set, and /docs without
+internet in a real browser."""
 
 from __future__ import annotations
 
@@ -21,7 +21,6 @@ import pytest
 from onnxdigits.serve.app import MAX_IMAGE_PIXELS, MAX_PIXELS
 from PIL import Image
 
-from ..ray_cluster import RayCluster
 from .conftest import TOKEN, Server, start_server
 
 RAW_PNG = {"Content-Type": "image/png"}
@@ -121,34 +120,6 @@ def test_a_request_of_many_one_bit_bombs_is_refused_fast(
 # --- Host names without a token ------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def open_ray_server(ray_cluster: RayCluster, ray_serve_port: int) -> Iterator[Server]:
-    """Ray Serve on the session's two-node cluster, on loopback without a token."""
-    server = start_server(
-        "ray",
-        "--ray",
-        "--address",
-        ray_cluster.address,
-        "--port",
-        str(ray_serve_port),
-        "--replicas",
-        "1",
-        "--device",
-        "cpu",
-        env={"ONNXDIGITS_TOKEN": ""},
-    )
-    yield server
-    assert server.stop() == 0, server.logs()
-
-
-@pytest.fixture(scope="module", params=["uvicorn", "ray"])
-def open_host(request: pytest.FixtureRequest) -> Server:
-    """Each host in turn, on loopback without a token."""
-    return request.getfixturevalue(
-        "open_server" if request.param == "uvicorn" else "open_ray_server"
-    )
-
-
 @pytest.mark.parametrize(
     ("host", "status"),
     [
@@ -162,9 +133,9 @@ def open_host(request: pytest.FixtureRequest) -> Server:
     ],
 )
 def test_without_a_token_only_loopback_host_names_are_answered(
-    open_host: Server, host: str, status: int
+    open_server: Server, host: str, status: int
 ) -> None:
-    response = httpx.get(f"{open_host.url}/v1/models", headers={"Host": host}, timeout=30)
+    response = httpx.get(f"{open_server.url}/v1/models", headers={"Host": host}, timeout=30)
     assert response.status_code == status, response.text
     if status == 400:
         assert "is not a name of this service" in response.json()["error"]
