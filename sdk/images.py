@@ -479,12 +479,17 @@ def _digit(grey: np.ndarray) -> np.ndarray | None:
     damage: outlines 0.79 rebuilt against 0.88 kept, inverted bands 0.71 against 0.96, fog
     0.81 against 0.99).
     """
-    kept = grey.copy() if _AS_IT_IS and grey.shape == (SIDE, SIDE) else None
-    formed = _formed(grey)
-    if kept is None:
-        return formed
-    as_it_is = _as_it_is(kept, strokes=formed is None)
-    return formed if as_it_is is None else as_it_is
+    native = grey.shape == (SIDE, SIDE)
+    if _AS_IT_IS and native:
+        as_it_is = _as_it_is(grey)
+        if as_it_is is not None:
+            # Kept: the rebuilding is needed only to learn whether it finds strokes, and where
+            # it finds none the image must also show a digit's share of ink (else refused).
+            if _strokes(grey.copy()) is not None:
+                return as_it_is
+            return _as_it_is(grey, strokes=True)
+    found = _strokes(grey)
+    return None if found is None else _formed(*found, native=native)
 
 
 # A 28x28 image whose ink's centre of mass lies within this many pixels of the middle is in
@@ -523,9 +528,9 @@ def _as_it_is(grey: np.ndarray, *, strokes: bool = False) -> np.ndarray | None:
     return np.minimum(np.maximum(np.rint(grey), 0), 255).astype(np.uint8)
 
 
-def _formed(grey: np.ndarray) -> np.ndarray | None:
-    """The image rebuilt in MNIST's form from its ink; None when it holds no ink."""
-    native = grey.shape == (SIDE, SIDE)
+def _strokes(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float] | None:
+    """The strokes of a grey image (float32 (H, W) in 0..255), as `_formed` takes them: their
+    mask, the ink, its threshold and its noise level; None when it holds none."""
     grey = _resized(grey, min(max(grey.shape), _WORK))
     grey = _despeckled(grey)
     grey = _uninverted(grey)
@@ -535,6 +540,13 @@ def _formed(grey: np.ndarray) -> np.ndarray | None:
     mask &= _neighbours(mask) >= 2
     if not mask.any():
         return None
+    return mask, ink, threshold, noise
+
+
+def _formed(
+    mask: np.ndarray, ink: np.ndarray, threshold: float, noise: float, *, native: bool
+) -> np.ndarray:
+    """The image rebuilt in MNIST's form from its strokes (`_strokes`); `native`: it is 28x28."""
     # From here on only the ink's box matters (a pixel's margin round it for the rim).
     rows, cols = _extent(mask)
     height, width = mask.shape

@@ -15,7 +15,7 @@ import numpy as np
 import onnxdigits
 import pytest
 from onnxdigits import InputError, images
-from onnxdigits.bench.damage import CATEGORIES, encode, generate, missing
+from onnxdigits.bench.damage import CATEGORIES, DAMAGES, damaged, encode, generate, missing
 from onnxdigits.bench.normaliser import load_normaliser
 from PIL import Image
 
@@ -102,6 +102,42 @@ def test_the_flat_border_shortcut_leaves_every_label_and_changes_little(
     assert changed.max() <= 64 and changed.mean() <= 1.0, (changed.max(), changed.mean())
     # and it is taken: MNIST's black border is one exact level
     assert not all(np.array_equal(a, b) for a, b in zip(new[:100], old[:100]))
+
+
+def _digit_rebuilt_first(grey: np.ndarray) -> np.ndarray | None:
+    """`images._digit` as it was before kept files skipped the rebuild: the whole image rebuilt
+    first, then the rule for 28x28 files told whether the rebuild found strokes."""
+    kept = grey.copy() if grey.shape == (images.SIDE, images.SIDE) else None
+    found = images._strokes(grey)
+    formed = None if found is None else images._formed(*found, native=kept is not None)
+    if kept is None:
+        return formed
+    as_it_is = images._as_it_is(kept, strokes=formed is None)
+    return formed if as_it_is is None else as_it_is
+
+
+def test_kept_28x28_files_skip_the_rebuild_and_read_bit_for_bit_as_before(
+    sample, files, monkeypatch
+) -> None:
+    """Every damage at 28x28 (kept, rebuilt, or refused as noise), pure noise and blank files,
+    and the other inputs: the same pixels or the same refusal as with the rebuild done first."""
+    rng = np.random.default_rng(0)
+    inputs = [encode(d, "PNG") for damage in DAMAGES for d in damaged(damage, sample[0][:25])]
+    inputs += [encode(rng.uniform(0, 255, (28, 28)), "PNG") for _ in range(10)]
+    inputs += [encode(np.full((28, 28), level), "PNG") for level in (0, 128, 255)]
+    inputs += files
+    new = [_read(images, data) for data in inputs]
+    monkeypatch.setattr(images, "_digit", _digit_rebuilt_first)
+    old = [_read(images, data) for data in inputs]
+    differ = [
+        index
+        for index, (a, b) in enumerate(zip(new, old))
+        if type(a) is not type(b)
+        or not (np.array_equal(a, b) if isinstance(a, np.ndarray) else a == b)
+    ]
+    assert not differ, f"{len(differ)} of {len(inputs)} differ: {differ[:20]}"
+    refused = sum(isinstance(a, str) for a in new)
+    assert 13 <= refused < len(inputs) // 2, refused  # the noise and blank files at least
 
 
 def test_cached_bases_cannot_be_changed_by_a_caller() -> None:
