@@ -95,12 +95,15 @@ class Node:
 
 @dataclass
 class RayCluster:
-    """The running cluster: the head's address, its nodes, and the node ids by IP."""
+    """The running cluster: the head's address, its nodes, the node ids by IP, and the HTTP port
+    of every Serve deployment on it (Serve keeps the port of its first start on a cluster it
+    did not start, whatever a later start asks for)."""
 
     address: str
     head: Node
     worker: Node
     node_ids: dict[str, str] = field(default_factory=dict)  # ip -> node id
+    serve_port: int = field(default_factory=free_port)
 
     def ids(self) -> set[str]:
         return set(self.node_ids.values())

@@ -20,7 +20,7 @@ import httpx
 import numpy as np
 import onnxdigits
 import pytest
-from onnxdigits.bench.serve import ServerProcess, free_port
+from onnxdigits.bench.serve import ServerProcess
 
 from ..ray_cluster import RayCluster
 
@@ -84,7 +84,7 @@ def ray_server(ray_cluster: RayCluster) -> Iterator[Server]:
         "--address",
         ray_cluster.address,
         "--port",
-        str(free_port()),
+        str(ray_cluster.serve_port),
         "--replicas",
         "2",
         "--token",

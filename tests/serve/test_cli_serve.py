@@ -14,11 +14,12 @@ import numpy as np
 import onnxdigits
 import pytest
 from click.testing import CliRunner, Result
+from onnxdigits.bench.serve import free_port
 from onnxdigits.cli import main
 from onnxdigits.cli.serve import answered_hosts
 from onnxdigits.serve.app import LOOPBACK_HOSTS
 
-from .conftest import free_port, start_server
+from .conftest import start_server
 
 
 def run(*args: str) -> Result:
