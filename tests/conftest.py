@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -10,6 +11,12 @@ import onnxdigits
 import pytest
 
 from .ray_cluster import ray_cluster  # noqa: F401  (the two-node Ray cluster of the --ray tests)
+
+# The tests report nothing to Ray's usage stats. Left on, Ray Data starts a thread in this process
+# that polls a Prometheus which is not there every 10 s until exit, logging each failure with its
+# traceback; on CPython 3.11, formatting a traceback parses source, and two threads turning source
+# into AST at once can fail with "AST constructor recursion depth mismatch" (cpython#106905).
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,9 @@ from __future__ import annotations
 import ast
 import importlib
 import inspect
+import json
+import subprocess
+import sys
 import tomllib
 from collections import defaultdict
 from pathlib import Path
@@ -85,13 +88,31 @@ def _attributes(
         _attributes(child, aliases, shadowed, taken)
 
 
+def scan(sources: list[str]) -> list[list[tuple[str, str, int]]]:
+    """`names_taken` of each source, run in a child interpreter. The suite's process has threads
+    of its own (Ray's, servers') that may format a traceback at any moment, which parses source,
+    and on CPython 3.11 two threads turning source into AST at once can fail with "AST
+    constructor recursion depth mismatch" (cpython#106905)."""
+    child = subprocess.run(
+        [sys.executable, __file__],
+        input=json.dumps(sources),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if child.returncode != 0:
+        pytest.fail(f"the scan failed:\n{child.stderr}")
+    return [[(m, n, line) for m, n, line in found] for found in json.loads(child.stdout)]
+
+
 def all_taken() -> dict[str, dict[str, list[str]]]:
     """Each SDK module's names taken by the siblings, and where."""
+    paths = [path for folder in SIBLINGS for path in sorted((ROOT / folder).rglob("*.py"))]
+    sources = [path.read_text(encoding="utf-8") for path in paths]
     found: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
-    for folder in SIBLINGS:
-        for path in sorted((ROOT / folder).rglob("*.py")):
-            for module, name, line in names_taken(path.read_text(encoding="utf-8")):
-                found[module][name].append(f"{path.relative_to(ROOT)}:{line}")
+    for path, taken in zip(paths, scan(sources), strict=True):
+        for module, name, line in taken:
+            found[module][name].append(f"{path.relative_to(ROOT)}:{line}")
     return found
 
 
@@ -102,7 +123,7 @@ def test_the_scan_sees_every_way_of_taking_a_name() -> None:
         "onnxdigits.Classifier; m.CHUNK; images.MAX_PIXELS\n"
         "def f(images): return images.tolist()\n"
     )
-    assert sorted((module, name) for module, name, _ in names_taken(source)) == [
+    assert sorted((module, name) for module, name, _ in scan([source])[0]) == [
         ("onnxdigits", "Classifier"),
         ("onnxdigits", "tile"),
         ("onnxdigits.images", "MAX_PIXELS"),
@@ -156,3 +177,7 @@ def test_each_packages_errors_derive_from_its_base_and_are_exported(
     assert [e.__name__ for e in defined if not issubclass(e, root)] == []
     listed = set(importlib.import_module(exported_by).__all__)
     assert sorted(e.__name__ for e in defined if e.__name__ not in listed) == []
+
+
+if __name__ == "__main__":  # the child of `scan`: sources in on stdin, JSON out
+    print(json.dumps([names_taken(source) for source in json.load(sys.stdin)]))
