@@ -68,7 +68,7 @@ def test_concurrent_requests_are_batched_into_fewer_runs(
     ray_server: Server, sample: Any, classifier: onnxdigits.Classifier
 ) -> None:
     """64 classify calls at once through the deployment's handle: the replicas run them in
-    fewer session runs than calls, and every answer is the SDK's for its own images."""
+    fewer than half as many session runs, and every answer is the SDK's for its own images."""
     handle = serve.get_deployment_handle("classifier", app_name=APP)
     batches = [onnxdigits.to_batch(sample[0][i : i + 1 + i % 3]) for i in range(64)]
     before = classify_stats(handle)
@@ -86,10 +86,12 @@ def test_concurrent_requests_are_batched_into_fewer_runs(
         )
         for replica in set(before) & set(after)
     }
-    busy = {replica: done for replica, done in counted.items() if done[0] >= 8}
-    assert busy, (before, after)
-    for calls, runs in busy.values():
-        assert runs < calls / 2, f"{calls} concurrent calls took {runs} session runs"
+    # Counted over the deployment, not per replica: the router may give one replica a few calls
+    # spread out in time, which it runs nearly one by one (10 calls in 5 runs, on a quiet machine).
+    calls = sum(done[0] for done in counted.values())
+    runs = sum(done[1] for done in counted.values())
+    assert calls >= 32, (before, after)
+    assert runs < calls / 2, f"{calls} concurrent calls took {runs} session runs: {counted}"
 
 
 def test_a_replica_killed_mid_load_loses_no_later_request(
