@@ -114,8 +114,10 @@ class RayCluster:
         self.worker.command = [
             f"{arg}-again" if arg.startswith("--temp-dir=") else arg for arg in self.worker.command
         ]
+        lost = self.node_ids.get(self.worker.ip)
         self.worker.start()
-        self.node_ids = _wait_for_nodes(2, [self.head, self.worker])
+        # Ray keeps a killed node "alive" until its heartbeats are missed: wait for the new one.
+        self.node_ids = _wait_for_nodes(2, [self.head, self.worker], lost={lost})
 
 
 def _ray_start(ip: str, temp_dir: Path, env: dict[str, str], *args: str) -> Node:
@@ -137,12 +139,19 @@ def _ray_start(ip: str, temp_dir: Path, env: dict[str, str], *args: str) -> Node
     return Node(ip, command, env, temp_dir.with_suffix(".log"))
 
 
-def _wait_for_nodes(count: int, nodes: list[Node]) -> dict[str, str]:
+def _wait_for_nodes(
+    count: int, nodes: list[Node], lost: set[str | None] | None = None
+) -> dict[str, str]:
+    """The live nodes' ids by address, once `count` are up (none of the `lost` ids)."""
     import ray
 
     deadline = time.monotonic() + START_S
     while True:
-        alive = {n["NodeManagerAddress"]: n["NodeID"] for n in ray.nodes() if n["Alive"]}
+        alive = {
+            n["NodeManagerAddress"]: n["NodeID"]
+            for n in ray.nodes()
+            if n["Alive"] and n["NodeID"] not in (lost or set())
+        }
         if len(alive) >= count:
             return alive
         for node in nodes:

@@ -173,14 +173,16 @@ def test_the_largest_image_within_the_budget_is_read_within_200_mb(tmp_path: Pat
 @pytest.mark.parametrize("kind", BOMBS)
 def test_image_pixels_reads_the_header_only(kind: str) -> None:
     """The service's budget per request sums these before reading anything."""
-    started = time.process_time()
+    data = bomb(kind)  # made before the clock starts: building one compresses megabytes
+    # This thread's CPU time: the suite's process has other threads (Ray's, onnxruntime's).
+    started = time.thread_time()
     if kind == "png-in-ico":  # Pillow decodes an ICO as it opens it, so it is refused at once
         with pytest.raises(InputError, match="too large to decode safely"):
-            image_pixels(bomb(kind))
+            image_pixels(data)
     else:
         width, height = (89_000_000, 1) if kind.startswith("89") else (BOMB_SIDE, BOMB_SIDE)
-        assert image_pixels(bomb(kind)) == width * height
-    assert time.process_time() - started < 1
+        assert image_pixels(data) == width * height
+    assert time.thread_time() - started < 1
 
 
 def test_image_pixels_counts_a_large_jpeg_at_its_reduced_scale(sample) -> None:
@@ -463,7 +465,7 @@ def mutated(draw: st.DrawFn) -> bytes:
 )
 @given(data=mutated())
 def test_fuzz_only_input_error_escapes(data: bytes) -> None:
-    started = time.process_time()
+    started = time.thread_time()  # this thread's: the suite's process has others
     try:
         digit = load_image(data)
     except InputError as exc:
@@ -471,4 +473,4 @@ def test_fuzz_only_input_error_escapes(data: bytes) -> None:
         assert " at 0x" not in str(exc), exc
     else:
         assert digit.shape == (28, 28) and digit.dtype == np.uint8
-    assert time.process_time() - started < 1.0
+    assert time.thread_time() - started < 1.0

@@ -70,10 +70,12 @@ class Page:
                 mouse.move(xa + (xb - xa) * step / steps, ya + (yb - ya) * step / steps)
         mouse.up()
 
-    def pixels(self, selector: str) -> np.ndarray:
-        """An <img>'s pixels as the browser decoded them: uint8 (H, W), the red channel."""
+    def pixels(self, selector: str) -> np.ndarray | None:
+        """An <img>'s pixels as the browser decoded them: uint8 (H, W), the red channel; None
+        while its first image is still loading (a new `src` loads asynchronously)."""
         encoded = self.page.locator(selector).evaluate(
             """img => {
+                if (!img.complete || !img.naturalWidth) return null;
                 const canvas = document.createElement("canvas");
                 canvas.width = img.naturalWidth;
                 canvas.height = img.naturalHeight;
@@ -85,6 +87,8 @@ class Page:
                 return [canvas.height, canvas.width, btoa(text)];
             }"""
         )
+        if encoded is None:
+            return None
         height, width, data = encoded
         return np.frombuffer(base64.b64decode(data), np.uint8).reshape(height, width)
 

@@ -19,6 +19,8 @@ from .conftest import TOKEN, Server
 
 ray = pytest.importorskip("ray")
 serve = pytest.importorskip("ray.serve")
+# A model call past this is answered 503 by the server: the tests' clients wait longer, to see it.
+CALL_TIMEOUT_S = pytest.importorskip("onnxdigits.serve.deployments").CALL_TIMEOUT_S
 APP = "onnxdigits"
 
 
@@ -187,7 +189,11 @@ def test_replicas_run_on_both_nodes(ray_server: Server, ray_cluster: RayCluster)
 
 
 async def post_all(
-    url: str, pngs: list[bytes], count: int, connections: int, timeout_s: float = 60
+    url: str,
+    pngs: list[bytes],
+    count: int,
+    connections: int,
+    timeout_s: float = CALL_TIMEOUT_S + 30,
 ) -> list[tuple[int, int, str]]:
     """`count` classify requests at once through a client of `connections` connections:
     (which PNG, status or 0 for a transport error, body or error) for each."""

@@ -111,10 +111,12 @@ class SitePage:
                 mouse.move(xa + (xb - xa) * step / steps, ya + (yb - ya) * step / steps)
         mouse.up()
 
-    def pixels(self, selector: str) -> np.ndarray:
-        """An <img>'s pixels as the browser decoded them: uint8 (H, W), the red channel."""
-        height, width, data = self.page.locator(selector).evaluate(
+    def pixels(self, selector: str) -> np.ndarray | None:
+        """An <img>'s pixels as the browser decoded them: uint8 (H, W), the red channel; None
+        while its first image is still loading (a new `src` loads asynchronously)."""
+        encoded = self.page.locator(selector).evaluate(
             """img => {
+                if (!img.complete || !img.naturalWidth) return null;
                 const canvas = document.createElement("canvas");
                 canvas.width = img.naturalWidth;
                 canvas.height = img.naturalHeight;
@@ -126,6 +128,9 @@ class SitePage:
                 return [canvas.height, canvas.width, btoa(text)];
             }"""
         )
+        if encoded is None:
+            return None
+        height, width, data = encoded
         return np.frombuffer(base64.b64decode(data), np.uint8).reshape(height, width)
 
     def drawing(self) -> bytes:
@@ -144,7 +149,8 @@ class SitePage:
 
     def shows(self, selector: str, expected: np.ndarray) -> bool:
         """Whether an <img> shows `expected` (uint8), within a grey level."""
-        return bool(np.abs(self.pixels(selector).astype(int) - expected).max() <= 1)
+        shown = self.pixels(selector)
+        return shown is not None and bool(np.abs(shown.astype(int) - expected).max() <= 1)
 
     def assert_clean(self) -> None:
         assert not self.problems, self.problems
@@ -337,7 +343,7 @@ def test_digit_buttons_draw_samples_from_the_digits_region(
         # The strip shows those points decoded, as the SDK decodes them.
         decoded = onnxdigits.Generator("vae", artifacts=artifacts_copy, device="cpu").decode(z)
         strip = np.asarray(onnxdigits.to_image(onnxdigits.tile(decoded, 8)))
-        assert np.abs(web.pixels("#samples").astype(int) - strip).max() <= 1
+        assert web.poll(functools.partial(web.shows, "#samples", strip))
         # The ae's entry has no regions: its row is hidden.
         web.page.select_option("#model", "ae")
         expect(web.page.locator("#digits")).to_be_hidden()
